@@ -1,0 +1,71 @@
+"""Entry point of the scheduler process: `python -m sglang_nb.runtime.scheduler.launch`.
+
+The parent writes one pickled launch spec to our stdin and keeps the pipe open: stdin is the
+lifeline, and when it closes (the parent exited, however it died) this process group exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import runpy
+import signal
+import struct
+import sys
+import threading
+from typing import Any
+
+
+def _lifeline(stream: Any) -> None:
+    while stream.read(1 << 16):
+        pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _load_external_models(specs: list[tuple[str, str, str, str | None]]) -> dict[str, type]:
+    import importlib
+
+    models: dict[str, type] = {}
+    scripts: dict[str, dict[str, Any]] = {}
+    for name, module, qualname, script in specs:
+        if module == "__main__":
+            if script is None:
+                raise RuntimeError(f"Model class {qualname} was defined interactively; define it in a module or "
+                                   "script so that the scheduler process can import it.")
+            namespace = scripts.setdefault(script, runpy.run_path(script, run_name="__sglang_nb_model__"))
+            obj: Any = namespace[qualname.split(".")[0]]
+        else:
+            obj = importlib.import_module(module)
+            obj = getattr(obj, qualname.split(".")[0])
+        for part in qualname.split(".")[1:]:
+            obj = getattr(obj, part)
+        models[name] = obj
+    return models
+
+
+def main() -> None:
+    # Interrupt in a notebook signals the kernel's whole process group; never let it reach us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin = sys.stdin.buffer
+    (size,) = struct.unpack("!Q", stdin.read(8))
+    spec = pickle.loads(stdin.read(size))
+    threading.Thread(target=_lifeline, args=(stdin,), daemon=True, name="lifeline").start()
+    ready = os.fdopen(spec["ready_fd"], "wb", buffering=0)
+
+    def report(msg: dict[str, Any]) -> None:
+        data = pickle.dumps(msg)
+        ready.write(struct.pack("!Q", len(data)) + data)
+
+    from .scheduler import run_scheduler_process
+
+    try:
+        external = _load_external_models(spec["external_models"])
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        report({"status": "error", "message": f"{type(e).__name__}: {e}"})
+        return
+    run_scheduler_process(spec["server_args"], spec["port_args"], spec["model_dir"], report, external,
+                          spec.get("tp_rank", 0))
+
+
+if __name__ == "__main__":
+    main()

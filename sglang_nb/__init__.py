@@ -1,0 +1,33 @@
+"""sglang_nb: a Jupyter-native LLM serving kernel with SGLang's frontend language and APIs.
+
+`import sglang_nb as sgl` gives SGLang's public surface (Engine, the language primitives) and the
+Jupyter extension entry points. Heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sglang_nb.runtime import __version__
+
+if TYPE_CHECKING:
+    from sglang_nb.runtime.engine import Engine
+
+_LAZY = {
+    "Engine": ("sglang_nb.runtime.engine", "Engine"),
+    "ServerArgs": ("sglang_nb.runtime.server_args", "ServerArgs"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'sglang_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+__all__ = ["Engine", "ServerArgs", "__version__"]
