@@ -65,6 +65,8 @@ class SamplingParams:
 
     def normalize(self, tokenizer: Any | None) -> None:
         """Apply the greedy rewrite and prepare stop strings (before verify(), as SGLang does)."""
+        if not math.isfinite(self.temperature) or self.temperature < 0.0:
+            raise ValueError(f"temperature must be non-negative, got {self.temperature}.")
         if self.temperature < _GREEDY_EPS:
             self.temperature = 1.0
             self.top_k = 1

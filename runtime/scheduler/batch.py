@@ -133,7 +133,7 @@ class ScheduleBatch:
                 acc.input_token_ids_logprobs.append(None)
             if first < last:
                 fb.extend_logprob_start_lens_cpu.append(first - prefix_len)
-                fb.extend_logprob_target_ids.append(req.fill_ids[first + 1:last + 1])
+                fb.extend_logprob_target_ids.append(req.origin_input_ids[first + 1:last + 1])
             else:
                 fb.extend_logprob_start_lens_cpu.append(-1)
                 fb.extend_logprob_target_ids.append([])

