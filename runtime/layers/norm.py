@@ -13,6 +13,8 @@ class RMSNorm(nn.Module):
     decoder layers carry the residual stream without an extra add.
     """
 
+    gemma_style = False  # y = norm(x) * (1 + w) in fp32 (GemmaRMSNorm)
+
     def __init__(self, hidden_size: int, eps: float = 1e-6, params_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(hidden_size, dtype=params_dtype or torch.get_default_dtype()),
@@ -27,6 +29,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if x.is_cuda:  # one fused Triton kernel instead of ~8 small ones
+            from .attention.triton_ops import rmsnorm
+
+            return rmsnorm(x, self.weight, self.variance_epsilon, residual, gemma=self.gemma_style)
         if residual is None:
             return self._norm(x)
         residual = x + residual
@@ -35,6 +41,8 @@ class RMSNorm(nn.Module):
 
 class GemmaRMSNorm(RMSNorm):
     """Gemma's variant: y = x / rms(x) * (1 + w), all in fp32."""
+
+    gemma_style = True
 
     def __init__(self, hidden_size: int, eps: float = 1e-6, params_dtype: torch.dtype | None = None) -> None:
         super().__init__(hidden_size, eps, params_dtype)

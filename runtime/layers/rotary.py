@@ -116,6 +116,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin_cache", sin.to(dtype or torch.float32), persistent=False)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.is_cuda and q.stride(-1) == 1 and k.stride(-1) == 1:  # fused Triton kernel per tensor
+            from .attention.triton_ops import rotary_embedding
+
+            args = (self.cos_cache, self.sin_cache, self.head_dim, self.rotary_dim, self.is_neox_style)
+            return rotary_embedding(positions, q, *args), rotary_embedding(positions, k, *args)
         cos = self.cos_cache[positions].unsqueeze(1)  # [num_tokens, 1, rotary_dim / 2]
         sin = self.sin_cache[positions].unsqueeze(1)
         return self._apply(q, cos, sin), self._apply(k, cos, sin)

@@ -1,0 +1,114 @@
+"""triton: the GPU attention backend built on our own kernels (see triton_ops/).
+
+Extend runs one kernel over the cached prefix (read from the pool through `req_to_token`) plus the
+new tokens (causal). Decode runs split-k attention in two kernels. Neither needs per-batch index
+tensors beyond what `ForwardBatch` already carries, so decode can be captured in CUDA graphs with no
+extra metadata work at replay time; only the split scratch must live at a fixed address, which
+`init_cuda_graph_state` provides.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import triton
+
+from .base import AttentionBackend
+from .triton_ops import decode_attention, extend_attention
+from .triton_ops.decode_attention import heads_per_program
+
+if TYPE_CHECKING:
+    from ...model_executor.forward_batch import ForwardBatch
+    from ...model_executor.model_runner import ModelRunner
+    from ..radix_attention import RadixAttention
+
+
+class TritonAttnBackend(AttentionBackend):
+    def __init__(self, runner: ModelRunner) -> None:
+        self.device = runner.device
+        self.max_kv_splits = max(1, int(runner.server_args.triton_attention_num_kv_splits))
+        self.num_sms = (torch.cuda.get_device_properties(self.device).multi_processor_count
+                        if str(self.device).startswith("cuda") else 8)
+        self.max_extend_len = 0
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._graph_max_bs = 0
+
+    # ---- metadata ----------------------------------------------------------------------------
+
+    def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
+        if forward_batch.forward_mode.is_extend():
+            self.max_extend_len = max(forward_batch.extend_seq_lens_cpu) if forward_batch.extend_seq_lens_cpu else 0
+
+    def num_kv_splits(self, bs: int, num_heads: int, num_kv_heads: int) -> int:
+        """Enough programs to fill the GPU about four times over, capped by --triton-attention-num-kv-splits."""
+        head_blocks = num_heads // heads_per_program(num_heads // num_kv_heads)
+        return max(1, min(self.max_kv_splits, triton.cdiv(4 * self.num_sms, bs * head_blocks)))
+
+    def _decode_scratch(self, bs: int, num_heads: int, splits: int, dv: int) -> tuple[torch.Tensor, torch.Tensor]:
+        need = (bs, num_heads, splits, dv)
+        buf = self._scratch
+        if buf is None or buf[0].numel() < bs * num_heads * splits * dv or buf[1].numel() < bs * num_heads * splits:
+            if torch.cuda.is_current_stream_capturing():
+                raise RuntimeError("decode scratch must be allocated before CUDA-graph capture")
+            buf = (torch.empty(bs * num_heads * splits * dv, dtype=torch.float32, device=self.device),
+                   torch.empty(bs * num_heads * splits, dtype=torch.float32, device=self.device))
+            self._scratch = buf
+        out = buf[0][: bs * num_heads * splits * dv].view(need)
+        lse = buf[1][: bs * num_heads * splits].view(bs, num_heads, splits)
+        return out, lse
+
+    # ---- CUDA graphs -------------------------------------------------------------------------
+
+    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
+        """Reserve the split scratch for the largest captured batch (a fixed address for replays)."""
+        self._graph_max_bs = max_bs
+        if num_heads and v_head_dim:
+            self._decode_scratch(max_bs, num_heads, self.max_kv_splits, v_head_dim)
+
+    def init_forward_metadata_capture_cuda_graph(self, forward_batch: ForwardBatch) -> None:
+        self.init_forward_metadata(forward_batch)
+
+    def init_forward_metadata_replay_cuda_graph(self, forward_batch: ForwardBatch) -> None:
+        self.init_forward_metadata(forward_batch)
+
+    def get_cuda_graph_seq_len_fill_value(self) -> int:
+        return 1
+
+    # ---- forward -----------------------------------------------------------------------------
+
+    def forward_extend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: RadixAttention,
+                       forward_batch: ForwardBatch, save_kv_cache: bool = True) -> torch.Tensor:
+        h, kvh, hd, vd = layer.tp_q_head_num, layer.tp_k_head_num, layer.qk_head_dim, layer.v_head_dim
+        k = k.view(-1, kvh, hd)
+        v = v.view(-1, kvh, vd)
+        pool = forward_batch.token_to_kv_pool
+        if save_kv_cache:
+            pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k, v)
+        q = q.reshape(-1, h, hd)
+        o = q.new_empty(q.shape[0], h, vd)
+        assert forward_batch.extend_seq_lens is not None and forward_batch.extend_start_loc is not None
+        k_buf, v_buf = pool.get_key_buffer(layer.layer_id), pool.get_value_buffer(layer.layer_id)
+        extend_attention(q, k.to(k_buf.dtype), v.to(v_buf.dtype), o, k_buf, v_buf,
+                         forward_batch.req_to_token_pool.req_to_token, forward_batch.req_pool_indices,
+                         forward_batch.seq_lens, forward_batch.extend_seq_lens, forward_batch.extend_start_loc,
+                         self.max_extend_len, layer.scaling, layer.logit_cap, layer.sliding_window_size,
+                         causal=layer.is_causal)
+        return o.view(-1, h * vd)
+
+    def forward_decode(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: RadixAttention,
+                       forward_batch: ForwardBatch, save_kv_cache: bool = True) -> torch.Tensor:
+        h, kvh, hd, vd = layer.tp_q_head_num, layer.tp_k_head_num, layer.qk_head_dim, layer.v_head_dim
+        pool = forward_batch.token_to_kv_pool
+        if save_kv_cache:
+            pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k.view(-1, kvh, hd), v.view(-1, kvh, vd))
+        bs = forward_batch.batch_size
+        q = q.reshape(bs, h, hd)
+        o = q.new_empty(bs, h, vd)
+        splits = self.num_kv_splits(bs, h, kvh)
+        att_out, att_lse = self._decode_scratch(bs, h, splits, vd)
+        decode_attention(q, pool.get_key_buffer(layer.layer_id), pool.get_value_buffer(layer.layer_id), o,
+                         forward_batch.req_to_token_pool.req_to_token, forward_batch.req_pool_indices,
+                         forward_batch.seq_lens, att_out, att_lse, layer.scaling, layer.logit_cap,
+                         layer.sliding_window_size)
+        return o.view(bs, h * vd)

@@ -1,0 +1,132 @@
+"""Fused element-wise kernels for the GPU path: RMSNorm (optionally with the residual add), SiLU-and-mul
+and rotary embedding. Each replaces a chain of 5-20 small torch kernels with one, which matters most
+for small-batch decode where every layer's non-matmul work is launch- and latency-bound.
+
+Numerics follow the torch layers they replace: norms in fp32 then cast to the activation dtype
+before the weight multiply (Hugging Face order), rotary in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _rmsnorm_kernel(X, R, W, Y, RES_OUT, stride_x, stride_r, stride_y, stride_ro, n_cols, eps,
+                    HAS_RESIDUAL: tl.constexpr, GEMMA: tl.constexpr, BLOCK: tl.constexpr):  # noqa: ANN001
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0)
+    if HAS_RESIDUAL:
+        x = (x + tl.load(R + row * stride_r + cols, mask=mask, other=0.0))
+        tl.store(RES_OUT + row * stride_ro + cols, x, mask=mask)
+    xf = x.to(tl.float32)
+    var = tl.sum(xf * xf, 0) / n_cols
+    xn = xf * tl.math.rsqrt(var + eps)
+    w = tl.load(W + cols, mask=mask, other=0.0)
+    if GEMMA:
+        y = xn * (1.0 + w.to(tl.float32))
+    else:
+        y = xn.to(x.dtype).to(tl.float32) * w.to(tl.float32)
+    tl.store(Y + row * stride_y + cols, y.to(Y.dtype.element_ty), mask=mask)
+
+
+def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
+            gemma: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm over the last dim; with `residual`, returns (norm(x + residual), x + residual)."""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1])
+    n_rows, n_cols = x2.shape
+    out_dtype = x.dtype
+    y = torch.empty((n_rows, n_cols), dtype=out_dtype, device=x.device)
+    block = triton.next_power_of_2(n_cols)
+    warps = min(max(block // 256, 1), 16)
+    if residual is None:
+        _rmsnorm_kernel[(n_rows,)](x2, x2, weight, y, y, x2.stride(0), 0, y.stride(0), 0, n_cols, eps,
+                                   HAS_RESIDUAL=False, GEMMA=gemma, BLOCK=block, num_warps=warps)
+        return y.view(shape)
+    r2 = residual.reshape(-1, shape[-1])
+    res_out = torch.empty_like(y)
+    _rmsnorm_kernel[(n_rows,)](x2, r2, weight, y, res_out, x2.stride(0), r2.stride(0), y.stride(0),
+                               res_out.stride(0), n_cols, eps, HAS_RESIDUAL=True, GEMMA=gemma, BLOCK=block,
+                               num_warps=warps)
+    return y.view(shape), res_out.view(shape)
+
+
+@triton.jit
+def _silu_and_mul_kernel(X, Y, stride_x, stride_y, d, BLOCK: tl.constexpr):  # noqa: ANN001
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < d
+    g = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(X + row * stride_x + d + cols, mask=mask, other=0.0)
+    act = (g * tl.sigmoid(g)).to(u.dtype)
+    tl.store(Y + row * stride_y + cols, (act.to(tl.float32) * u.to(tl.float32)).to(Y.dtype.element_ty), mask=mask)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """[..., 2d] -> silu(x[..., :d]) * x[..., d:]."""
+    shape = x.shape
+    d = shape[-1] // 2
+    x2 = x.reshape(-1, shape[-1])
+    y = torch.empty((x2.shape[0], d), dtype=x.dtype, device=x.device)
+    block = min(triton.next_power_of_2(d), 2048)
+    _silu_and_mul_kernel[(x2.shape[0], triton.cdiv(d, block))](x2, y, x2.stride(0), y.stride(0), d, BLOCK=block,
+                                                               num_warps=4)
+    return y.view(*shape[:-1], d)
+
+
+@triton.jit
+def _rope_kernel(Pos, X, Y, Cos, Sin, stride_xt, stride_yt, stride_cos, num_heads,
+                 HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr,
+                 BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr):  # noqa: ANN001
+    t = tl.program_id(0).to(tl.int64)
+    pos = tl.load(Pos + t).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_h = offs_h < num_heads
+    mask_r = offs_r < ROT_HALF
+    cos = tl.load(Cos + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(Sin + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    if NEOX:
+        i1 = offs_r
+        i2 = offs_r + ROT_HALF
+    else:
+        i1 = offs_r * 2
+        i2 = offs_r * 2 + 1
+    base_x = X + t * stride_xt + offs_h[:, None] * HEAD_DIM
+    base_y = Y + t * stride_yt + offs_h[:, None] * HEAD_DIM
+    m = mask_h[:, None] & mask_r[None, :]
+    x1 = tl.load(base_x + i1[None, :], mask=m, other=0.0).to(tl.float32)
+    x2 = tl.load(base_x + i2[None, :], mask=m, other=0.0).to(tl.float32)
+    y1 = x1 * cos[None, :] - x2 * sin[None, :]
+    y2 = x2 * cos[None, :] + x1 * sin[None, :]
+    tl.store(base_y + i1[None, :], y1.to(Y.dtype.element_ty), mask=m)
+    tl.store(base_y + i2[None, :], y2.to(Y.dtype.element_ty), mask=m)
+    if BLOCK_REST > 0:  # partial rotary: the remaining dims pass through
+        offs_rest = 2 * ROT_HALF + tl.arange(0, BLOCK_REST)
+        mr = mask_h[:, None] & (offs_rest < HEAD_DIM)[None, :]
+        rest = tl.load(base_x + offs_rest[None, :], mask=mr, other=0.0)
+        tl.store(base_y + offs_rest[None, :], rest, mask=mr)
+
+
+def rotary_embedding(positions: torch.Tensor, x: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor,
+                     head_dim: int, rotary_dim: int, is_neox_style: bool) -> torch.Tensor:
+    """Rotate x ([num_tokens, heads * head_dim], rows may be strided views) at `positions`; returns a
+    new contiguous tensor of the same shape."""
+    num_tokens = x.shape[0]
+    num_heads = x.shape[1] // head_dim
+    y = torch.empty((num_tokens, x.shape[1]), dtype=x.dtype, device=x.device)
+    if num_tokens == 0:
+        return y
+    assert x.stride(1) == 1 and cos_cache.stride(1) == 1
+    rest = head_dim - rotary_dim
+    _rope_kernel[(num_tokens,)](positions, x, y, cos_cache, sin_cache, x.stride(0), y.stride(0), cos_cache.stride(0),
+                                num_heads, HEAD_DIM=head_dim, ROT_HALF=rotary_dim // 2, NEOX=is_neox_style,
+                                BLOCK_H=triton.next_power_of_2(num_heads),
+                                BLOCK_R=triton.next_power_of_2(max(rotary_dim // 2, 1)),
+                                BLOCK_REST=triton.next_power_of_2(rest) if rest > 0 else 0, num_warps=4)
+    return y
