@@ -27,6 +27,7 @@ from ..managers.io_struct import (
     InternalState,
     TokenizedGenerateReqInput,
 )
+from ..constrained import create_grammar_backend
 from ..mem_cache.radix_cache import BasePrefixCache, ChunkCache, RadixCache
 from ..model_executor.forward_batch import ForwardBatch
 from ..model_executor.model_runner import ModelRunner
@@ -34,7 +35,7 @@ from ..model_loader.model_config import ModelConfig
 from ..server_args import PortArgs, ServerArgs
 from .batch import ScheduleBatch
 from .output import collect_outputs
-from .req import FinishAbort, FinishLength, Req
+from .req import FinishAbort, FinishLength, FinishMatchedToken, Req
 from .schedule_policy import AddReqResult, PrefillAdder, SchedulePolicy, estimate_ratio_after_retract
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ class Scheduler:
         self.new_token_ratio = self.init_new_token_ratio
         self.new_token_ratio_decay = (self.init_new_token_ratio - self.min_new_token_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
         self.stats = SchedulerStats()
-        self.grammar_backend: Any = None
+        self.grammar_backend = create_grammar_backend(self.server_args, self.tokenizer, self.model_config.vocab_size,
+                                                      self.model_config.eos_token_ids)
+        self.grammar_queue: list[Req] = []  # constrained requests whose grammar is still compiling
 
     def ready_info(self) -> dict[str, Any]:
         cfg = self.model_config
@@ -169,6 +172,8 @@ class Scheduler:
                 self.send_to_tokenizer.send_pyobj(InternalState(self.internal_state(msg)))
             else:
                 logger.error("Unknown message %r", type(msg))
+        if self.grammar_queue:
+            self._poll_grammar_queue()
 
     def get_next_batch_to_run(self) -> ScheduleBatch | None:
         last = self.last_batch
@@ -241,19 +246,31 @@ class Scheduler:
         params = req.sampling_params
         limit = min(context_len - len(req.origin_input_ids), self.max_total_num_tokens - len(req.origin_input_ids))
         params.max_new_tokens = limit if params.max_new_tokens is None else min(params.max_new_tokens, limit)
-        self.waiting_queue.append(req)
+        (self.grammar_queue if req.grammar is not None and not req.grammar.ready else self.waiting_queue).append(req)
         self.stats.num_requests += 1
 
     def _init_grammar(self, req: Req) -> str | None:
         if self.grammar_backend is None:
             return "Constrained decoding (regex/json_schema/ebnf) is not available on this server."
-        return self.grammar_backend.attach(req)  # type: ignore[no-any-return]
+        return self.grammar_backend.attach(req)
+
+    def _poll_grammar_queue(self) -> None:
+        """Admit requests whose grammar compiled; abort those whose grammar is invalid."""
+        assert self.grammar_backend is not None
+        idle = self.running_batch is None and not self.waiting_queue and self.chunked_req is None
+        # With nothing else to run, wait briefly for a compile instead of spinning the loop.
+        ready, failed, self.grammar_queue = self.grammar_backend.poll(self.grammar_queue, 0.02 if idle else 0.0)
+        self.waiting_queue.extend(ready)
+        for req in failed:
+            req.finished_reason = FinishAbort(message=req.grammar.error, status_code=400)
+            self._send(collect_outputs([req], 1))
 
     def abort_request(self, rid: str) -> None:
         """Abort one request (or all with rid ""): waiting ones at once, running ones after this step."""
-        for req in list(self.waiting_queue):
+        for req in [*self.waiting_queue, *self.grammar_queue]:
             if rid in ("", req.rid):
-                self.waiting_queue.remove(req)
+                queue = self.waiting_queue if req in self.waiting_queue else self.grammar_queue
+                queue.remove(req)
                 req.finished_reason = FinishAbort()
                 self._release(req)
                 self._send(collect_outputs([req], 1))
@@ -409,6 +426,8 @@ class Scheduler:
         if req.grammar is not None:
             req.grammar.accept_token(token)
         req.check_finished(self.tokenizer)
+        if not req.finished() and req.grammar is not None and req.grammar.is_terminated():
+            req.finished_reason = FinishMatchedToken(matched=token)  # the grammar accepted its stop token
         if req.finished():
             self.stats.num_finished += 1
 
@@ -425,6 +444,7 @@ class Scheduler:
 
     def _is_idle(self) -> bool:
         return not self.waiting_queue and self.running_batch is None and self.chunked_req is None \
+            and not self.grammar_queue \
             and (self.last_batch is None or self.last_batch.is_empty())
 
     def internal_state(self, req: GetInternalStateReq) -> dict[str, Any]:
