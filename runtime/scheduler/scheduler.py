@@ -539,7 +539,9 @@ def run_scheduler_process(server_args: ServerArgs, port_args: PortArgs, model_di
         return
     report({"status": "ready", "info": scheduler.ready_info()})
     try:
-        scheduler.event_loop()
+        from .overlap import run_event_loop
+
+        run_event_loop(scheduler)
     except Exception:
         logger.exception("Scheduler crashed")
         raise
