@@ -155,7 +155,9 @@ class ScheduleBatch:
         fb = ForwardBatch(
             forward_mode=ForwardMode.DECODE,
             batch_size=len(reqs),
-            input_ids=torch.tensor([r.output_ids[-1] for r in reqs], dtype=torch.int64).to(dev, non_blocking=True),
+            # Under overlap scheduling the last token may still be on the device (the loop substitutes it).
+            input_ids=torch.tensor([r.output_ids[-1] if r.output_ids else 0 for r in reqs],
+                                   dtype=torch.int64).to(dev, non_blocking=True),
             positions=positions_cpu.to(dev, non_blocking=True),
             req_pool_indices=rows.to(dev, non_blocking=True),
             seq_lens=torch.tensor(seq_lens, dtype=torch.int32).to(dev, non_blocking=True),
