@@ -46,9 +46,14 @@ def _cast_buffers(model: nn.Module, device: str) -> None:
 def init_dummy_weights(model: nn.Module, seed: int = 0) -> None:
     """Small random weights (norms at 1) so that dummy models produce finite, varied logits."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    dev_gens: dict[torch.device, torch.Generator] = {}
     for name, param in model.named_parameters():
         if param.dim() == 1 and "norm" in name:
             param.data.fill_(1.0)
+        elif param.device.type != "cpu":  # generate on the device: billions of values in seconds
+            if param.device not in dev_gens:
+                dev_gens[param.device] = torch.Generator(device=param.device).manual_seed(seed)
+            param.data.uniform_(-1e-2, 1e-2, generator=dev_gens[param.device])
         else:
             param.data.copy_((torch.rand(param.shape, generator=gen) * 2e-2 - 1e-2).to(param.dtype))
 
