@@ -66,11 +66,23 @@ def _filter_probs(probs: torch.Tensor, info: SamplingBatchInfo) -> torch.Tensor:
 def _multinomial(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
     if not any(g is not None for g in generators):
         return torch.multinomial(probs, 1).view(-1)
+    if probs.device.type != "cpu":
+        return _seeded_sample_on_device(probs, generators)
     out = torch.empty(probs.shape[0], dtype=torch.int64, device=probs.device)
     for i, gen in enumerate(generators):
         out[i] = torch.multinomial(probs[i], 1, generator=gen).item() if gen is not None \
             else torch.multinomial(probs[i], 1).item()
     return out
+
+
+def _seeded_sample_on_device(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """Inverse-CDF sampling with one uniform per row drawn from the row's (CPU) generator, so a seeded
+    request gives the same tokens whatever the batch; unseeded rows use the global generator."""
+    u = torch.tensor([torch.rand(1, generator=g).item() if g is not None else torch.rand(1).item()
+                      for g in generators], dtype=torch.float32).to(probs.device, non_blocking=True)
+    cdf = probs.float().cumsum(dim=-1)
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).view(-1)
+    return ids.clamp_(max=probs.shape[-1] - 1)
 
 
 def compute_output_logprobs(logits: torch.Tensor, next_ids: torch.Tensor, want: list[bool], top_nums: list[int],
