@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,20 @@ class PoolSizes:
     max_running_requests: int
 
 
+def default_gpu_backend(device: str) -> str:
+    """torch_native on CPU; on GPU our Triton kernels (FlashInfer is used only when asked for)."""
+    return "torch_native" if device == "cpu" else "triton"
+
+
+@contextmanager
+def _oom_hint(what: str, flags: str) -> Iterator[None]:
+    """Turn a CUDA out-of-memory error at start-up into a message naming the flag to change."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as e:
+        raise RuntimeError(f"Out of GPU memory while {what}: lower {flags}. ({e})") from None
+
+
 class ModelRunner:
     def __init__(self, server_args: ServerArgs, model_config: ModelConfig, device: str, tp_rank: int = 0) -> None:
         self.server_args = server_args
@@ -39,18 +55,26 @@ class ModelRunner:
         if server_args.random_seed is not None:
             torch.manual_seed(server_args.random_seed)
         t0 = time.perf_counter()
-        self.model = get_model(model_config, server_args.load_format, device)
+        with _oom_hint("loading the weights", "the model size (use a smaller model or a larger --tp-size)"):
+            self.model = get_model(model_config, server_args.load_format, device)
         self.weight_load_time = time.perf_counter() - t0
         self.sizes = self._pool_sizes()
-        self.req_to_token_pool = ReqToTokenPool(self.sizes.max_running_requests + 1, model_config.context_len + 4,
-                                                device)
-        self.allocator = TokenToKVPoolAllocator(self.sizes.max_total_num_tokens, device)
-        self.kv_pool = MHATokenToKVPool(self.sizes.max_total_num_tokens, model_config.dtype,
-                                        self._kv_heads_per_rank(), model_config.head_dim,
-                                        model_config.num_hidden_layers, device, model_config.v_head_dim)
-        self.attention_backend_name = server_args.attention_backend or ("torch_native" if device == "cpu" else "triton")
+        with _oom_hint("allocating the KV cache", "--mem-fraction-static (or set --max-total-tokens)"):
+            self.req_to_token_pool = ReqToTokenPool(self.sizes.max_running_requests + 1,
+                                                    model_config.context_len + 4, device)
+            self.allocator = TokenToKVPoolAllocator(self.sizes.max_total_num_tokens, device)
+            self.kv_pool = MHATokenToKVPool(self.sizes.max_total_num_tokens, model_config.dtype,
+                                            self._kv_heads_per_rank(), model_config.head_dim,
+                                            model_config.num_hidden_layers, device, model_config.v_head_dim)
+        self.attention_backend_name = server_args.attention_backend or default_gpu_backend(device)
         self.attn_backend = create_attention_backend(self.attention_backend_name, self)
         self.sampler = Sampler()
+        self.cuda_graph_runner = None
+        if device != "cpu" and not server_args.disable_cuda_graph and model_config.is_generation:
+            from .cuda_graph_runner import CudaGraphRunner
+
+            with _oom_hint("capturing decode CUDA graphs", "--mem-fraction-static or --cuda-graph-max-bs"):
+                self.cuda_graph_runner = CudaGraphRunner(self)
 
     def _kv_heads_per_rank(self) -> int:
         from ..distributed import get_tp_group
@@ -72,11 +96,16 @@ class ModelRunner:
         else:
             free, total = torch.cuda.mem_get_info()
             frac = args.mem_fraction_static or 0.88
+            # The weights and the pool may use `frac` of the device; the rest is headroom for
+            # activations, CUDA graphs and the sampler.
             rest = free - total * (1 - frac)
             tokens = int(rest // cell)
             if tokens <= 0:
-                raise RuntimeError("Not enough GPU memory for the KV cache after loading the weights: "
-                                   "raise --mem-fraction-static or use a smaller model.")
+                raise RuntimeError(
+                    f"Not enough GPU memory for the KV cache: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB "
+                    f"after loading the weights, and --mem-fraction-static={frac} keeps "
+                    f"{total * (1 - frac) / 2**30:.1f} GiB back. Raise --mem-fraction-static, lower "
+                    "--context-length, or use a smaller model.")
         if tokens < 16:
             raise ValueError(f"--max-total-tokens: a KV pool of {tokens} tokens is too small.")
         if args.max_running_requests is not None:
@@ -90,6 +119,8 @@ class ModelRunner:
     @torch.inference_mode()
     def forward(self, forward_batch: ForwardBatch) -> LogitsProcessorOutput:
         forward_batch.attn_backend = self.attn_backend
+        if self.cuda_graph_runner is not None and self.cuda_graph_runner.can_run(forward_batch):
+            return self.cuda_graph_runner.replay(forward_batch)
         self.attn_backend.init_forward_metadata(forward_batch)
         return self.model(forward_batch.input_ids, forward_batch.positions, forward_batch)  # type: ignore[no-any-return]
 
