@@ -114,6 +114,8 @@ class RotaryEmbedding(nn.Module):
         cos, sin = freqs.cos() * scale, freqs.sin() * scale
         self.register_buffer("cos_cache", cos.to(dtype or torch.float32), persistent=False)
         self.register_buffer("sin_cache", sin.to(dtype or torch.float32), persistent=False)
+        self._last_positions: torch.Tensor | None = None
+        self._last_cos_sin: tuple[torch.Tensor, torch.Tensor] = (cos, sin)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if q.is_cuda and q.stride(-1) == 1 and k.stride(-1) == 1:  # fused Triton kernel per tensor
@@ -121,11 +123,30 @@ class RotaryEmbedding(nn.Module):
 
             args = (self.cos_cache, self.sin_cache, self.head_dim, self.rotary_dim, self.is_neox_style)
             return rotary_embedding(positions, q, *args), rotary_embedding(positions, k, *args)
-        cos = self.cos_cache[positions].unsqueeze(1)  # [num_tokens, 1, rotary_dim / 2]
-        sin = self.sin_cache[positions].unsqueeze(1)
-        return self._apply(q, cos, sin), self._apply(k, cos, sin)
+        cos, sin = self.cos_sin(positions)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
 
-    def _apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward_fused(self, positions: torch.Tensor, qk: torch.Tensor) -> torch.Tensor:
+        """Rotate q and k in one pass: `qk` is [num_tokens, (q_heads + k_heads) * head_dim]."""
+        if qk.is_cuda and qk.stride(-1) == 1:
+            from .attention.triton_ops import rotary_embedding
+
+            return rotary_embedding(positions, qk, self.cos_cache, self.sin_cache, self.head_dim, self.rotary_dim,
+                                    self.is_neox_style)
+        cos, sin = self.cos_sin(positions)
+        return self._rotate(qk, cos, sin)
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin rows for `positions`, [num_tokens, 1, rotary_dim / 2].
+
+        All layers share one RotaryEmbedding (see get_rope) and one positions tensor per forward, so
+        the gather runs once per forward instead of once per layer."""
+        if positions is not self._last_positions:
+            self._last_positions = positions
+            self._last_cos_sin = (self.cos_cache[positions].unsqueeze(1), self.sin_cache[positions].unsqueeze(1))
+        return self._last_cos_sin
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.view(shape[0], -1, self.head_dim)
         rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim:]
@@ -141,6 +162,14 @@ class RotaryEmbedding(nn.Module):
         return out.reshape(shape)
 
 
+_ROPE_CACHE: dict[tuple[Any, ...], RotaryEmbedding] = {}
+
+
 def get_rope(head_dim: int, rotary_dim: int, max_position: int, rope: dict[str, Any],
              is_neox_style: bool = True, dtype: torch.dtype | None = None) -> RotaryEmbedding:
-    return RotaryEmbedding(head_dim, rotary_dim, max_position, rope, is_neox_style, dtype)
+    """One shared instance per configuration and device: every layer of a model uses the same one."""
+    key = (head_dim, rotary_dim, max_position, repr(sorted(rope.items())), is_neox_style, dtype,
+           str(torch.empty(0).device))
+    if key not in _ROPE_CACHE:
+        _ROPE_CACHE[key] = RotaryEmbedding(head_dim, rotary_dim, max_position, rope, is_neox_style, dtype)
+    return _ROPE_CACHE[key]

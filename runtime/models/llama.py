@@ -66,8 +66,9 @@ class LlamaAttention(nn.Module):
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
         qkv = self.qkv_proj(hidden_states)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q, k = self.rotary_emb(positions, q, k)
+        qk = self.rotary_emb.forward_fused(positions, qkv[:, : self.q_size + self.kv_size])
+        q, k = qk.split([self.q_size, self.kv_size], dim=-1)
+        v = qkv[:, self.q_size + self.kv_size:]
         return self.o_proj(self.attn(q, k, v, forward_batch))
 
 
