@@ -125,6 +125,7 @@ def check_elementwise(device: str, dtype: torch.dtype, hidden: int = 256, tokens
         qkv = torch.randn(tokens, 64 * 6, generator=gen).to(dtype).to(device)
         q = qkv[:, : 64 * 4]
         pos = torch.arange(tokens, device=device) * 7
-        ref_q = rope._apply(q, rope.cos_cache[pos].unsqueeze(1), rope.sin_cache[pos].unsqueeze(1))
+        rotate = rope._rotate if hasattr(type(rope), "_rotate") else rope._apply
+        ref_q = rotate(q, rope.cos_cache[pos].unsqueeze(1), rope.sin_cache[pos].unsqueeze(1))
         out = rotary_embedding(pos, q, rope.cos_cache, rope.sin_cache, 64, rot, neox)
         assert torch.allclose(out.float(), ref_q.float(), atol=3e-2, rtol=2e-2), (neox, rot)

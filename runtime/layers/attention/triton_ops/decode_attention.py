@@ -29,7 +29,7 @@ def _decode_stage1(Q, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Att_ou
                    stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
                    GROUP: tl.constexpr, HEADS_PER_PROG: tl.constexpr, NUM_SPLITS: tl.constexpr,
                    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-                   D: tl.constexpr, DV: tl.constexpr, USE_CAP: tl.constexpr):  # noqa: ANN001
+                   D: tl.constexpr, DV: tl.constexpr, USE_CAP: tl.constexpr, PREC: tl.constexpr):  # noqa: ANN001
     b = tl.program_id(0)
     hb = tl.program_id(1)
     split = tl.program_id(2)
@@ -63,7 +63,7 @@ def _decode_stage1(Q, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Att_ou
         loc = tl.load(Req_to_token + row * stride_rt + offs_n, mask=mask_n, other=0).to(tl.int64)
         k = tl.load(K_buf + loc[:, None] * stride_kb + kv_head * stride_kh + offs_d[None, :],
                     mask=mask_n[:, None] & mask_d[None, :], other=0.0)
-        qk = tl.dot(q, tl.trans(k)).to(tl.float32) * sm_scale
+        qk = tl.dot(q, tl.trans(k), input_precision=PREC).to(tl.float32) * sm_scale
         if USE_CAP:
             qk = logit_cap * _tanh(qk / logit_cap)
         qk = tl.where(mask_h[:, None] & mask_n[None, :], qk, float("-inf"))
@@ -74,7 +74,7 @@ def _decode_stage1(Q, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Att_ou
         p = tl.exp(qk - m_safe[:, None])
         v = tl.load(V_buf + loc[:, None] * stride_vb + kv_head * stride_vh + offs_dv[None, :],
                     mask=mask_n[:, None] & mask_dv[None, :], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC).to(tl.float32)
         l_i = l_i * alpha + tl.sum(p, 1)
         m_i = m_new
     has = l_i > 0
@@ -102,6 +102,11 @@ def _decode_stage2(Att_out, Att_lse, O, stride_ob, stride_oh, stride_os, stride_
                     mask=mask_s[:, None] & mask_dv[None, :], other=0.0)
     out = tl.sum(parts * w[:, None], 0) / tl.sum(w, 0)
     tl.store(O + b * stride_fb + h * stride_fh + offs_dv, out.to(O.dtype.element_ty), mask=mask_dv)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs are multiplied exactly (not in TF32), so fp32 runs match the torch reference."""
+    return "ieee" if dtype == torch.float32 else "tf32"
 
 
 def heads_per_program(group: int, block_h: int = 16) -> int:
@@ -136,7 +141,8 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
         req_to_token.stride(0), att_out.stride(0), att_out.stride(1), att_out.stride(2),
         att_lse.stride(0), att_lse.stride(1),
         GROUP=group, HEADS_PER_PROG=hpp, NUM_SPLITS=splits, BLOCK_H=16, BLOCK_N=block_n, BLOCK_D=block_d,
-        BLOCK_DV=block_dv, D=head_dim, DV=dv, USE_CAP=logit_cap > 0, num_warps=4, num_stages=2)
+        BLOCK_DV=block_dv, D=head_dim, DV=dv, USE_CAP=logit_cap > 0, PREC=dot_precision(q.dtype), num_warps=4,
+        num_stages=2)
     _decode_stage2[(bs, num_heads)](
         att_out, att_lse, o, att_out.stride(0), att_out.stride(1), att_out.stride(2),
         att_lse.stride(0), att_lse.stride(1), o.stride(0), o.stride(1),

@@ -14,12 +14,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode_attention import _tanh
+from .decode_attention import _tanh, dot_precision
 
 
 @triton.jit
-def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP: tl.constexpr):  # noqa: ANN001, ANN202
-    qk = tl.dot(q, tl.trans(k)).to(tl.float32) * sm_scale
+def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP: tl.constexpr,
+                  PREC: tl.constexpr):  # noqa: ANN001, ANN202
+    qk = tl.dot(q, tl.trans(k), input_precision=PREC).to(tl.float32) * sm_scale
     if USE_CAP:
         qk = logit_cap * _tanh(qk / logit_cap)
     qk = tl.where(qk_mask, qk, float("-inf"))
@@ -27,7 +28,7 @@ def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP:
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp(m_i - m_safe)
     p = tl.exp(qk - m_safe[:, None])
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC).to(tl.float32)
     l_i = l_i * alpha + tl.sum(p, 1)
     return m_new, l_i, acc
 
@@ -39,7 +40,7 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
                    stride_kb, stride_kbh, stride_vb, stride_vbh, stride_rt,
                    GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                    BLOCK_DV: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, USE_CAP: tl.constexpr,
-                   CAUSAL: tl.constexpr):  # noqa: ANN001
+                   CAUSAL: tl.constexpr, PREC: tl.constexpr):  # noqa: ANN001
     b = tl.program_id(0)
     h = tl.program_id(1)
     mb = tl.program_id(2)
@@ -82,7 +83,7 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
         qk_mask = mask_m[:, None] & mask_n[None, :]
         if window > 0:
             qk_mask = qk_mask & ((q_pos[:, None] - offs_n[None, :]) < window)
-        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP)
+        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP, PREC)
 
     # 2) the new tokens themselves (causal within the extend).
     hi = ext_len
@@ -101,7 +102,7 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
             qk_mask = qk_mask & (offs_n[None, :] <= offs_m[:, None])
         if window > 0:
             qk_mask = qk_mask & ((offs_m[:, None] - offs_n[None, :]) < window)
-        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP)
+        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP, PREC)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_dv[None, :],
@@ -131,4 +132,5 @@ def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), o.stride(0), o.stride(1),
         k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0), v_buffer.stride(1), req_to_token.stride(0),
         GROUP=num_heads // kv_heads, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
-        D=head_dim, DV=dv, USE_CAP=logit_cap > 0, CAUSAL=causal, num_warps=warps, num_stages=2)
+        D=head_dim, DV=dv, USE_CAP=logit_cap > 0, CAUSAL=causal, PREC=dot_precision(q.dtype), num_warps=warps,
+        num_stages=2)
