@@ -30,6 +30,7 @@ from .managers.io_struct import FlushCacheOutput, GenerateReqInput
 from .managers.output_format import to_incremental
 from .managers.tokenizer_manager import TokenizerManager
 from .model_loader.resolve import resolve_model_dir
+from .model_loader.tokenizer import load_tokenizer
 from .server_args import PortArgs, ServerArgs
 from .utils import configure_logging
 
@@ -53,6 +54,10 @@ class SchedulerHandle:
         self.proc.stdin.write(struct.pack("!Q", len(spec)) + spec)
         self.proc.stdin.flush()
         self._ready = os.fdopen(read_fd, "rb", buffering=0)
+        self.info: dict[str, Any] = {}
+
+    def wait_ready(self) -> None:
+        """Block until the scheduler reports readiness (sets `info`); raise with its error otherwise."""
         self.info = self._wait_ready()
 
     def _wait_ready(self) -> dict[str, Any]:
@@ -143,8 +148,16 @@ class Engine:
             server_args.tokenizer_path = self.model_dir
         self.port_args = PortArgs.init_new()
         self.scheduler = SchedulerHandle(server_args, self.port_args, self.model_dir)
+        try:
+            # Load the front's tokenizer while the scheduler process loads the model.
+            tokenizer = None if server_args.skip_tokenizer_init else load_tokenizer(
+                server_args.tokenizer_path or self.model_dir, server_args.trust_remote_code)
+            self.scheduler.wait_ready()
+        except BaseException:
+            self.scheduler.kill()
+            raise
         self.tokenizer_manager = TokenizerManager(server_args, self.port_args, self.model_dir, self.scheduler.info,
-                                                  is_backend_alive=self.scheduler.is_alive)
+                                                  is_backend_alive=self.scheduler.is_alive, tokenizer=tokenizer)
         self._own_thread: threading.Thread | None = None
         if loop is None:
             self.loop = asyncio.new_event_loop()

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from ..model_loader.tokenizer import load_tokenizer
 from ..sampling.sampling_params import SamplingParams
 from ..server_args import PortArgs, ServerArgs
 from .detokenizer import DecodeStatus, decode_incrementally, holdback_len
@@ -68,7 +69,7 @@ class ReqState:
 
 class TokenizerManager:
     def __init__(self, server_args: ServerArgs, port_args: PortArgs, model_dir: str, info: dict[str, Any],
-                 is_backend_alive: Callable[[], bool] | None = None) -> None:
+                 is_backend_alive: Callable[[], bool] | None = None, tokenizer: Any = None) -> None:
         self.server_args = server_args
         self.model_dir = model_dir
         self.info = info
@@ -77,12 +78,9 @@ class TokenizerManager:
         self.is_generation: bool = info.get("is_generation", True)
         self.generation_defaults: dict[str, Any] = info.get("generation_defaults", {})
         self.is_backend_alive = is_backend_alive or (lambda: True)
-        self.tokenizer: Any = None
-        if not server_args.skip_tokenizer_init:
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(server_args.tokenizer_path or model_dir,
-                                                           trust_remote_code=server_args.trust_remote_code)
+        self.tokenizer: Any = tokenizer
+        if tokenizer is None and not server_args.skip_tokenizer_init:
+            self.tokenizer = load_tokenizer(server_args.tokenizer_path or model_dir, server_args.trust_remote_code)
         self.port_args = port_args
         self.rid_to_state: dict[str, ReqState] = {}
         self._control_waiters: list[tuple[type, asyncio.Future[Any]]] = []

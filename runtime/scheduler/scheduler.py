@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..mem_cache.radix_cache import BasePrefixCache, ChunkCache, RadixCache
 from ..model_executor.forward_batch import ForwardBatch
 from ..model_executor.model_runner import ModelRunner
 from ..model_loader.model_config import ModelConfig
+from ..model_loader.tokenizer import load_tokenizer
 from ..server_args import PortArgs, ServerArgs
 from .batch import ScheduleBatch
 from .output import collect_outputs
@@ -79,13 +81,16 @@ class Scheduler:
             model_dir, dtype=args.dtype, device=self.device, context_length=args.context_length,
             trust_remote_code=args.trust_remote_code, overrides=args.model_override_args(),
             is_embedding=args.is_embedding)
+        # The tokenizer (only for stop strings and grammars) loads in a thread while the weights load.
+        loaded: dict[str, Any] = {}
+        loader = threading.Thread(target=lambda: loaded.update(tok=None if args.skip_tokenizer_init else load_tokenizer(
+            args.tokenizer_path or model_dir, args.trust_remote_code)), daemon=True)
+        loader.start()
         self.model_runner = ModelRunner(args, self.model_config, self.device, self.tp_rank)
-        self.tokenizer = None
-        if not args.skip_tokenizer_init:
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_path or model_dir,
-                                                           trust_remote_code=args.trust_remote_code)
+        loader.join()
+        if "tok" not in loaded:
+            raise RuntimeError(f"Could not load the tokenizer from {args.tokenizer_path or model_dir}")
+        self.tokenizer = loaded["tok"]
 
     def _init_cache(self) -> None:
         runner, args = self.model_runner, self.server_args
