@@ -1,0 +1,200 @@
+"""Run the GPU benchmarks of docs/gpu.md in one go and write a table with ratios from the same run.
+
+    python benchmarks/gpu_report.py --out DIR [--stages roofline,one_batch,hf,offline] [--num-prompts 500]
+
+Model: the Llama-3.1-8B shape (benchmarks/configs/llama-3.1-8b) with dummy bf16 weights. Each
+stage runs in its own process (GPU memory is returned between stages) and leaves a JSON file in
+DIR; the table (DIR/report.md) is rebuilt from whatever JSON files exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "configs", "llama-3.1-8b")
+LAYERS, HIDDEN, FFN, VOCAB, KV_HEADS, HEAD_DIM, HEADS = 32, 4096, 14336, 128256, 8, 128, 32
+PARAMS_LAYER = HIDDEN * (HEADS + 2 * KV_HEADS) * HEAD_DIM + HEADS * HEAD_DIM * HIDDEN + 3 * HIDDEN * FFN + 2 * HIDDEN
+STREAMED_BYTES = 2 * (LAYERS * PARAMS_LAYER + VOCAB * HIDDEN + HIDDEN)  # all but the embedding table
+KV_BYTES_PER_TOKEN = LAYERS * 2 * KV_HEADS * HEAD_DIM * 2
+MATMUL_FLOPS_PER_TOKEN = 2 * LAYERS * (PARAMS_LAYER - 2 * HIDDEN)  # prefill: no lm_head
+CEILING_75 = {"H100": 5500.0, "H200": 7900.0}  # runtime_internals.md §7.5, random 2048/1024 avg, measured BW
+
+
+def stage_one_batch(out: str) -> None:
+    import torch
+
+    from sglang_nb.runtime.bench.bench_one_batch import StaticBatchRunner, latency_test_run_once
+    from sglang_nb.runtime.server_args import ServerArgs
+
+    t0 = time.time()
+    r = StaticBatchRunner(ServerArgs(model_path=MODEL, load_format="dummy", skip_tokenizer_init=True,
+                                     dtype="bfloat16", device="cuda"))
+    res: dict = {"startup_s": time.time() - t0, "max_total_num_tokens": r.max_total_num_tokens,
+                 "graph_capture_s": getattr(r.runner.cuda_graph_runner, "capture_time", None)}
+    latency_test_run_once(r, "warmup", 1, 128, 16, 0)
+    res["bs1"] = latency_test_run_once(r, "bs1", 1, 128, 256, 0)
+    res["bs64"] = latency_test_run_once(r, "bs64", 64, 1024, 64, 0)
+    res["prefill_8x2048"] = latency_test_run_once(r, "prefill", 8, 2048, 2, 0)
+    res["prefill_8x2048_b"] = latency_test_run_once(r, "prefill", 8, 2048, 2, 0)
+    res["graph_replay_ms"] = _graph_only(r, torch)
+    res["profile_bs1"] = _profile_decode(r, 1, 128)
+    res["profile_prefill"] = _profile_prefill(r)
+    with open(os.path.join(out, "one_batch.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def _graph_only(r, torch) -> dict:  # noqa: ANN001
+    """Device time of one replayed decode graph (no host work between replays)."""
+    g = r.runner.cuda_graph_runner
+    if g is None:
+        return {}
+    out = {}
+    for bs in (1, 64):
+        pbs = g.padded_size(bs)
+        g.seq_lens[:pbs].fill_(1024 if bs == 64 else 256)
+        torch.cuda.synchronize()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        for _ in range(3):
+            g.graphs[pbs].replay()
+        s.record()
+        for _ in range(50):
+            g.graphs[pbs].replay()
+        e.record()
+        torch.cuda.synchronize()
+        out[str(bs)] = s.elapsed_time(e) / 50
+        g.seq_lens[:pbs].fill_(1)
+    return out
+
+
+def _profile_decode(r, bs: int, ctx: int) -> str:  # noqa: ANN001
+    from torch.profiler import ProfilerActivity, profile
+
+    from sglang_nb.runtime.bench.bench_one_batch import StaticBatchRunner  # noqa: F401
+
+    reqs = r.new_reqs([[5] * ctx for _ in range(bs)], 40)
+    ids, _, batch = r.extend(reqs)
+    for _ in range(5):
+        ids, _ = r.decode(ids, batch)
+    r.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(20):
+            ids, _ = r.decode(ids, batch)
+        r.synchronize()
+    r.release(batch)
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
+
+
+def _profile_prefill(r) -> str:  # noqa: ANN001
+    from torch.profiler import ProfilerActivity, profile
+
+    reqs = r.new_reqs([[7] * 2048 for _ in range(8)], 2)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _, _, batch = r.extend(reqs)
+        r.synchronize()
+    r.release(batch)
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=15)
+
+
+def stage_offline(out: str, num_prompts: int, attention_backend: str | None) -> None:
+    from sglang_nb.runtime.bench.bench_offline_throughput import BenchArgs, throughput_test
+    from sglang_nb.runtime.server_args import ServerArgs
+
+    args = ServerArgs(model_path=MODEL, load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
+                      attention_backend=attention_backend, log_level="warning")
+    res = throughput_test(args, BenchArgs(num_prompts=num_prompts, random_input_len=4096, random_output_len=2048,
+                                          random_range_ratio=0.0, seed=1))
+    res["num_prompts"] = num_prompts
+    with open(os.path.join(out, "offline.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def report(out: str) -> str:
+    def load(name: str) -> dict:
+        p = os.path.join(out, name)
+        return json.load(open(p)) if os.path.exists(p) else {}
+
+    roof, ob, hf, off = load("roofline.json"), load("one_batch.json"), load("hf.json"), load("offline.json")
+    bw, mm = roof.get("copy_bandwidth_Bps"), roof.get("bf16_matmul_flops")
+    dev = roof.get("device", "?")
+    lines = [f"Device: {dev}; measured copy bandwidth {bw / 1e12:.2f} TB/s, bf16 matmul {mm / 1e12:.0f} TFLOP/s"
+             if bw and mm else f"Device: {dev}", "",
+             "| benchmark | measured | roofline / reference | ratio | target |", "|---|---|---|---|---|"]
+    bs1 = ob.get("bs1") or {}
+    if bs1 and bw:
+        itl = bs1["median_decode_latency"]
+        floor = (STREAMED_BYTES + 256 * KV_BYTES_PER_TOKEN) / bw
+        lines.append(f"| bs1 decode (in 128, out 256) | {itl * 1e3:.2f} ms/token | {floor * 1e3:.2f} ms "
+                     f"| {floor / itl:.1%} | >= 92% |")
+        if hf:
+            lines.append(f"| bs1 decode vs HF generate | {1 / itl:.1f} tok/s | HF {1 / hf['decode_s_per_token']:.1f} "
+                         f"tok/s | {hf['decode_s_per_token'] / itl:.1f}x | >= 15x |")
+    bs64 = ob.get("bs64") or {}
+    if bs64 and bw:
+        itl = bs64["median_decode_latency"]
+        floor = (STREAMED_BYTES + 64 * (1024 + 32) * KV_BYTES_PER_TOKEN) / bw
+        lines.append(f"| bs64 decode (ctx 1k) | {itl * 1e3:.2f} ms/step | {floor * 1e3:.2f} ms | {floor / itl:.1%} "
+                     f"| >= 85% |")
+    pf = [ob.get(k) for k in ("prefill_8x2048", "prefill_8x2048_b") if ob.get(k)]
+    if pf and mm:
+        lat = min(p["prefill_latency"] for p in pf)
+        flops = 8 * 2048 * (MATMUL_FLOPS_PER_TOKEN + 2 * 2048 * HIDDEN * LAYERS)
+        lines.append(f"| prefill 8x2048 | {lat * 1e3:.1f} ms, {flops / lat / 1e12:.0f} TFLOP/s | "
+                     f"{mm / 1e12:.0f} TFLOP/s | {flops / lat / mm:.1%} | >= 75% |")
+    if off:
+        kind = "H200" if "H200" in dev else "H100"
+        ceil = CEILING_75[kind]
+        lines.append(f"| offline random [1,4096]/[1,2048], {off['num_prompts']} prompts | "
+                     f"{off['output_throughput']:.0f} out tok/s | {ceil:.0f} (§7.5, {kind} measured) | "
+                     f"{off['output_throughput'] / ceil:.1%} | >= 80% |")
+    g = ob.get("graph_replay_ms") or {}
+    if g:
+        lines += ["", f"Graph replay only (device time, no host work): bs1 {g.get('1', 0):.2f} ms, "
+                      f"bs64 {g.get('64', 0):.2f} ms; start-up {ob.get('startup_s', 0):.0f} s "
+                      f"(graphs {ob.get('graph_capture_s') or 0:.0f} s), KV pool {ob.get('max_total_num_tokens')} tokens"]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text)
+        for key in ("profile_bs1", "profile_prefill"):
+            if ob.get(key):
+                f.write(f"\n## {key}\n\n```\n{ob[key]}\n```\n")
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stages", default="roofline,one_batch,hf")
+    p.add_argument("--stage", default="", help=argparse.SUPPRESS)
+    p.add_argument("--num-prompts", type=int, default=500)
+    p.add_argument("--attention-backend", default=None)
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.stage == "one_batch":
+        return stage_one_batch(args.out)
+    if args.stage == "offline":
+        return stage_offline(args.out, args.num_prompts, args.attention_backend)
+    py = sys.executable
+    for stage in args.stages.split(","):
+        t = time.time()
+        if stage == "roofline":
+            cmd = [py, os.path.join(HERE, "gpu_roofline.py"), "--json", os.path.join(args.out, "roofline.json")]
+        elif stage == "hf":
+            cmd = [py, os.path.join(HERE, "hf_baseline_gpu.py"), "--model-path", MODEL, "--load-format", "dummy",
+                   "--json", os.path.join(args.out, "hf.json")]
+        else:
+            cmd = [py, __file__, "--out", args.out, "--stage", stage, "--num-prompts", str(args.num_prompts)]
+            if args.attention_backend:
+                cmd += ["--attention-backend", args.attention_backend]
+        code = subprocess.call(cmd)
+        print(f"[stage {stage}] exit {code} in {time.time() - t:.0f} s", flush=True)
+    print(report(args.out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
