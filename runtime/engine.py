@@ -116,15 +116,19 @@ def _read_exact(stream: Any, size: int) -> bytes:
 
 
 def _external_model_specs() -> list[tuple[str, str, str, str | None]]:
-    """(arch, module, qualname, script) for models registered in this process, importable by the child."""
+    """(arch, module, qualname, source file) for models registered in this process; the scheduler
+    imports the module, or loads the file when the module is not importable there (scripts, tests)."""
+    import inspect
+
     from .models.registry import ModelRegistry
 
     out = []
     for name, cls in ModelRegistry.external_models().items():
-        script = None
-        if cls.__module__ == "__main__":
-            script = getattr(sys.modules["__main__"], "__file__", None)
-        out.append((name, cls.__module__, cls.__qualname__, script))
+        try:
+            source: str | None = inspect.getfile(cls)
+        except (TypeError, OSError):  # defined interactively
+            source = None
+        out.append((name, cls.__module__, cls.__qualname__, source))
     return out
 
 

@@ -26,17 +26,23 @@ def _load_external_models(specs: list[tuple[str, str, str, str | None]]) -> dict
     import importlib
 
     models: dict[str, type] = {}
-    scripts: dict[str, dict[str, Any]] = {}
-    for name, module, qualname, script in specs:
-        if module == "__main__":
-            if script is None:
-                raise RuntimeError(f"Model class {qualname} was defined interactively; define it in a module or "
-                                   "script so that the scheduler process can import it.")
-            namespace = scripts.setdefault(script, runpy.run_path(script, run_name="__sglang_nb_model__"))
-            obj: Any = namespace[qualname.split(".")[0]]
-        else:
-            obj = importlib.import_module(module)
-            obj = getattr(obj, qualname.split(".")[0])
+    loaded_files: dict[str, Any] = {}
+    for name, module, qualname, source in specs:
+        namespace: Any
+        try:
+            if module == "__main__":
+                raise ImportError(module)
+            namespace = importlib.import_module(module)
+        except ImportError:
+            if source is None or not os.path.exists(source):
+                raise RuntimeError(f"Model class {qualname} for {name} cannot be imported by the scheduler process; "
+                                   "define it in a module or a script file.") from None
+            if source not in loaded_files:
+                # A script's `if __name__ == "__main__":` block must not run again here.
+                loaded_files[source] = runpy.run_path(source, run_name="__sglang_nb_model__")
+            namespace = loaded_files[source]
+        obj: Any = namespace[qualname.split(".")[0]] if isinstance(namespace, dict) else \
+            getattr(namespace, qualname.split(".")[0])
         for part in qualname.split(".")[1:]:
             obj = getattr(obj, part)
         models[name] = obj
