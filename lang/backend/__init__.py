@@ -1,0 +1,1 @@
+"""Backends: in-process Engine, HTTP RuntimeEndpoint (native API), OpenAI-compatible APIs."""
