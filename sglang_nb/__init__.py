@@ -17,6 +17,15 @@ _LAZY = {
     "Engine": ("sglang_nb.runtime.engine", "Engine"),
     "ServerArgs": ("sglang_nb.runtime.server_args", "ServerArgs"),
 }
+# The frontend language (SGLang's `sglang.lang` surface), loaded on first use.
+_LANG_NAMES = (
+    "function", "gen", "gen_int", "gen_string", "select", "image", "video", "system", "user", "assistant",
+    "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end",
+    "separate_reasoning", "set_default_backend", "flush_cache", "get_server_info", "global_config",
+    "token_length_normalized", "greedy_token_selection", "unconditional_likelihood_normalized",
+    "RuntimeEndpoint", "Runtime", "OpenAI", "ProgramState", "SglFunction", "RequestTree",
+)
+_LAZY.update({name: ("sglang_nb.lang", name) for name in _LANG_NAMES})
 
 
 def __getattr__(name: str) -> Any:
@@ -30,4 +39,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["Engine", "ServerArgs", "__version__"]
+__all__ = ["Engine", "ServerArgs", "__version__", *_LANG_NAMES]
