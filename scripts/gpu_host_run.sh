@@ -5,16 +5,15 @@
 set -uo pipefail
 out=${1:?output dir}; shift
 root=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$out" /tmp/shim/sglang_nb
+mkdir -p "$out"
 if ls "$root"/.whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "$root"/.whl/*.whl || exit 1
 fi
-# The package maps lang/ and runtime/ into sglang_nb (setup.py); a link tree does the same here.
-cp -r "$root"/sglang_nb/. /tmp/shim/sglang_nb/
-ln -sfn "$root/runtime" /tmp/shim/sglang_nb/runtime
-ln -sfn "$root/lang" /tmp/shim/sglang_nb/lang
-export PYTHONPATH=/tmp/shim:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# The package maps lang/ and runtime/ into sglang_nb (setup.py); links in this copy do the same.
+ln -sfn ../runtime "$root/sglang_nb/runtime"
+ln -sfn ../lang "$root/sglang_nb/lang"
+export PYTHONPATH=$root:/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 while (($#)); do
   case $1 in

@@ -109,12 +109,28 @@ class StaticBatchRunner:
         return reqs
 
     def extend(self, reqs: list[Req]) -> tuple[torch.Tensor, torch.Tensor, ScheduleBatch]:
-        """Prefill (or extend, when reqs carry prefix_indices); returns (next ids, logits, batch)."""
-        batch = ScheduleBatch(reqs, self.runner.req_to_token_pool, self.runner.allocator, self.runner.kv_pool,
-                              self.tree_cache, self.model_config.vocab_size, self.device)
-        fb = batch.prepare_for_extend()
-        logits = self.runner.forward(fb)
-        return self.runner.sample(logits, fb), logits.next_token_logits, batch
+        """Prefill (or extend, when reqs carry prefix_indices); returns (next ids, logits, batch).
+
+        Requests are prefilled in groups of at most --max-prefill-tokens new tokens (as the scheduler
+        would), so that large static batches fit in the activation headroom."""
+        groups: list[list[Req]] = [[]]
+        budget = self.server_args.max_prefill_tokens
+        for req in reqs:
+            if groups[-1] and sum(r.extend_input_len for r in groups[-1]) + req.extend_input_len > budget:
+                groups.append([])
+            groups[-1].append(req)
+        ids, logits = [], []
+        for group in groups:
+            part = self._new_batch(group)
+            fb = part.prepare_for_extend()
+            out = self.runner.forward(fb)
+            ids.append(self.runner.sample(out, fb))
+            logits.append(out.next_token_logits)
+        return torch.cat(ids), torch.cat(logits), self._new_batch(reqs)
+
+    def _new_batch(self, reqs: list[Req]) -> ScheduleBatch:
+        return ScheduleBatch(reqs, self.runner.req_to_token_pool, self.runner.allocator, self.runner.kv_pool,
+                             self.tree_cache, self.model_config.vocab_size, self.device)
 
     def decode(self, next_ids: torch.Tensor, batch: ScheduleBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """One decode step fed by the previous step's ids, which stay on the device."""
@@ -226,8 +242,7 @@ def correctness_test(server_args: ServerArgs, bench_args: BenchArgs) -> list[str
         req.origin_input_ids = list(ids)
         req.fill_ids = list(ids)
         req.extend_input_len = len(ids) - cut
-    batch = ScheduleBatch(reqs, r.runner.req_to_token_pool, r.runner.allocator, r.runner.kv_pool, r.tree_cache,
-                          r.model_config.vocab_size, r.device)
+    batch = r._new_batch(reqs)
     fb = batch.prepare_for_extend()
     out = r.runner.forward(fb)
     next_ids = r.runner.sample(out, fb)

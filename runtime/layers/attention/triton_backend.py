@@ -9,13 +9,14 @@ extra metadata work at replay time; only the split scratch must live at a fixed 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import triton
 
 from .base import AttentionBackend
 from .triton_ops import decode_attention, extend_attention
+from .triton_ops.elementwise import store_kv
 from .triton_ops.decode_attention import heads_per_program
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class TritonAttnBackend(AttentionBackend):
         v = v.view(-1, kvh, vd)
         pool = forward_batch.token_to_kv_pool
         if save_kv_cache:
-            pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k, v)
+            _save_kv(pool, layer.layer_id, forward_batch.out_cache_loc, k, v)
         q = q.reshape(-1, h, hd)
         o = q.new_empty(q.shape[0], h, vd)
         assert forward_batch.extend_seq_lens is not None and forward_batch.extend_start_loc is not None
@@ -101,7 +102,7 @@ class TritonAttnBackend(AttentionBackend):
         h, kvh, hd, vd = layer.tp_q_head_num, layer.tp_k_head_num, layer.qk_head_dim, layer.v_head_dim
         pool = forward_batch.token_to_kv_pool
         if save_kv_cache:
-            pool.set_kv_buffer(layer.layer_id, forward_batch.out_cache_loc, k.view(-1, kvh, hd), v.view(-1, kvh, vd))
+            _save_kv(pool, layer.layer_id, forward_batch.out_cache_loc, k.view(-1, kvh, hd), v.view(-1, kvh, vd))
         bs = forward_batch.batch_size
         q = q.reshape(bs, h, hd)
         o = q.new_empty(bs, h, vd)
@@ -112,3 +113,13 @@ class TritonAttnBackend(AttentionBackend):
                          forward_batch.seq_lens, att_out, att_lse, layer.scaling, layer.logit_cap,
                          layer.sliding_window_size)
         return o.view(bs, h * vd)
+
+
+def _save_kv(pool: Any, layer_id: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """One fused store kernel when the layout allows (same dtype, rows with unit inner stride)."""
+    k_buf, v_buf = pool.get_key_buffer(layer_id), pool.get_value_buffer(layer_id)
+    if k.dtype == k_buf.dtype and v.dtype == v_buf.dtype and k.stride(-1) == 1 and v.stride(-1) == 1 \
+            and k.stride(1) == k.shape[2] and v.stride(1) == v.shape[2] and k_buf.is_contiguous() and v_buf.is_contiguous():
+        store_kv(k, v, loc, k_buf, v_buf)
+    else:
+        pool.set_kv_buffer(layer_id, loc, k, v)

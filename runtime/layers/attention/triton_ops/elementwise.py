@@ -130,3 +130,25 @@ def rotary_embedding(positions: torch.Tensor, x: torch.Tensor, cos_cache: torch.
                                 BLOCK_R=triton.next_power_of_2(max(rotary_dim // 2, 1)),
                                 BLOCK_REST=triton.next_power_of_2(rest) if rest > 0 else 0, num_warps=4)
     return y
+
+
+@triton.jit
+def _store_kv_kernel(K, V, Loc, K_buf, V_buf, stride_kt, stride_vt, stride_kb, stride_vb,
+                     K_ROW: tl.constexpr, V_ROW: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr):  # noqa: ANN001
+    t = tl.program_id(0).to(tl.int64)
+    slot = tl.load(Loc + t).to(tl.int64)
+    ok = tl.arange(0, BLOCK_K)
+    ov = tl.arange(0, BLOCK_V)
+    tl.store(K_buf + slot * stride_kb + ok, tl.load(K + t * stride_kt + ok, mask=ok < K_ROW), mask=ok < K_ROW)
+    tl.store(V_buf + slot * stride_vb + ov, tl.load(V + t * stride_vt + ov, mask=ov < V_ROW), mask=ov < V_ROW)
+
+
+def store_kv(k: torch.Tensor, v: torch.Tensor, loc: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor) -> None:
+    """k_buf[loc] = k; v_buf[loc] = v in one kernel. k/v: [n, kv_heads, dim] with unit stride inside a row."""
+    n = k.shape[0]
+    if n == 0:
+        return
+    k_row, v_row = k.shape[1] * k.shape[2], v.shape[1] * v.shape[2]
+    _store_kv_kernel[(n,)](k, v, loc, k_buf, v_buf, k.stride(0), v.stride(0), k_buf.stride(0), v_buf.stride(0),
+                           K_ROW=k_row, V_ROW=v_row, BLOCK_K=triton.next_power_of_2(k_row),
+                           BLOCK_V=triton.next_power_of_2(v_row), num_warps=4)
