@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -247,10 +248,10 @@ class Engine:
         return {**self.server_info_static(), **self.get_internal_state()}
 
     def server_info_static(self) -> dict[str, Any]:
-        from .. import runtime
+        from . import __version__
 
         return {**dataclasses.asdict(self.server_args), **self.scheduler.info,
-                "model_dir": self.model_dir, "version": runtime.__version__}
+                "model_dir": self.model_dir, "version": __version__}
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_path": self.server_args.model_path or self.model_dir, "tokenizer_path": self.model_dir,
@@ -293,7 +294,7 @@ class Engine:
         """Run a coroutine on the engine loop from synchronous code; Ctrl-C cancels it."""
         if self._on_engine_loop():
             raise RuntimeError("Synchronous engine calls cannot run on the engine's own loop; use async_* methods.")
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
         try:
             return fut.result()
         except BaseException:
@@ -303,7 +304,7 @@ class Engine:
     async def _await(self, coro: Awaitable[T]) -> T:
         if self._on_engine_loop():
             return await coro
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        fut: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
         try:
             return await asyncio.wrap_future(fut)
         finally:

@@ -160,7 +160,7 @@ class ServerArgs:
                 kwargs["type"] = kind
             if meta.get("choices"):
                 kwargs["choices"] = meta["choices"]
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
             kwargs["default"] = default
             parser.add_argument(*names, **kwargs)
 

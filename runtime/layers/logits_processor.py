@@ -40,7 +40,8 @@ class LogitsProcessor(nn.Module):
         self.tp_size = get_tp_group().size
 
     def _logits(self, hidden: torch.Tensor, lm_head: nn.Module) -> torch.Tensor:
-        logits = torch.matmul(hidden, lm_head.weight.t())
+        weight: torch.Tensor = lm_head.weight  # type: ignore[assignment]
+        logits = torch.matmul(hidden, weight.t())
         bias = getattr(lm_head, "bias", None)
         if bias is not None:
             logits = logits + bias

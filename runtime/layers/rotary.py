@@ -82,6 +82,9 @@ def _yarn_inv_freq(rotary_dim: int, base: float, p: dict[str, Any], max_position
 class RotaryEmbedding(nn.Module):
     """Applies rotary embeddings to q and k ([num_tokens, heads * head_dim]) at `positions`."""
 
+    cos_cache: torch.Tensor  # [table_len, rotary_dim / 2]
+    sin_cache: torch.Tensor
+
     def __init__(self, head_dim: int, rotary_dim: int, max_position: int, rope: dict[str, Any],
                  is_neox_style: bool = True, dtype: torch.dtype | None = None) -> None:
         super().__init__()

@@ -174,6 +174,7 @@ class RadixCache(BasePrefixCache):
         present = self.insert(token_ids, row)
         # Slots this request computed for tokens another request had already published.
         self.allocator.free(row[old_prefix_len:present])
+        assert req.req_pool_idx is not None
         self.req_to_token_pool.free(req.req_pool_idx)
         self.dec_lock_ref(req.last_node)
         req.release_kv_refs()
@@ -310,6 +311,7 @@ class ChunkCache(BasePrefixCache):
     def cache_finished_req(self, req: Req) -> None:
         row = self.req_to_token_pool.req_to_token[req.req_pool_idx, :req.kv_committed_len].to(torch.int64)
         self.allocator.free(row)
+        assert req.req_pool_idx is not None
         self.req_to_token_pool.free(req.req_pool_idx)
         req.release_kv_refs()
 

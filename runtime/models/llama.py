@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from ..layers.activation import get_act_and_mul
-from ..layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear, default_weight_loader
+from ..layers.linear import (
+    MergedColumnParallelLinear,
+    QKVParallelLinear,
+    RowParallelLinear,
+    default_weight_loader,
+)
 from ..layers.logits_processor import LogitsProcessor, LogitsProcessorOutput
 from ..layers.norm import RMSNorm
 from ..layers.radix_attention import RadixAttention
@@ -162,7 +167,7 @@ class LlamaForCausalLM(nn.Module):
                 if target not in params:
                     continue
                 param = params[target]
-                param.weight_loader(param, tensor, shard_id)  # type: ignore[operator]
+                param.weight_loader(param, tensor, shard_id)  # type: ignore[attr-defined]
                 loaded.add(target)
                 break
             else:

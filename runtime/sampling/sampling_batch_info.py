@@ -102,6 +102,7 @@ class SamplingBatchInfo:
             logits = logits + self.logit_bias
         if self.output_counts is not None:
             assert self.seen_mask is not None and self.repetition_penalties is not None
+            assert self.frequency_penalties is not None and self.presence_penalties is not None
             rep = torch.where(logits > 0, logits / self.repetition_penalties, logits * self.repetition_penalties)
             logits = torch.where(self.seen_mask, rep, logits)
             logits = logits - self.frequency_penalties * self.output_counts

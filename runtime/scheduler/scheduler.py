@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import zmq
 
+from ..constrained import create_grammar_backend
 from ..managers.io_struct import (
     AbortReq,
     BatchTokenIDOut,
@@ -28,7 +29,6 @@ from ..managers.io_struct import (
     InternalState,
     TokenizedGenerateReqInput,
 )
-from ..constrained import create_grammar_backend
 from ..mem_cache.radix_cache import BasePrefixCache, ChunkCache, RadixCache
 from ..model_executor.forward_batch import ForwardBatch
 from ..model_executor.model_runner import ModelRunner
@@ -198,6 +198,7 @@ class Scheduler:
 
     def run_batch(self, batch: ScheduleBatch) -> GenerationBatchResult:
         fb = batch.forward_batch
+        assert fb is not None, "prepare_for_extend/decode sets the forward batch"
         logits_output = self.model_runner.forward(fb)
         if self.grammar_backend is not None and fb.sampling_info is not None and fb.sampling_info.grammars:
             self.grammar_backend.fill_vocab_mask(fb.sampling_info)
@@ -408,7 +409,7 @@ class Scheduler:
                 self.tree_cache.cache_finished_req(req)
             else:
                 self.tree_cache.cache_unfinished_req(req)
-        self.stats.prefill_tokens += sum(batch.forward_batch.extend_seq_lens_cpu)
+        self.stats.prefill_tokens += sum(r.extend_input_len for r in batch.reqs)
 
     def _process_decode_result(self, batch: ScheduleBatch, result: GenerationBatchResult) -> None:
         for i, req in enumerate(batch.reqs):
