@@ -76,6 +76,7 @@ class BaseHandler(RequestHandler):
             return
         if self.request.method != "OPTIONS" and not self._authorized():
             self.set_status(401)
+            self.set_header("Content-Type", "application/json")
             self.finish(dumps({"error": "Unauthorized"}))
             return
         length = self.request.headers.get("Content-Length")
@@ -136,7 +137,6 @@ class BaseHandler(RequestHandler):
         """Answer with this route's error envelope (no-op if the response already started)."""
         if self._finished or self._headers_written:
             return
-        self.clear_header("Content-Type")
         self.write_json(self.error_body(status, message, param, err_type), status)
 
     def error_body(self, status: int, message: str, param: str | None = None,
@@ -153,7 +153,7 @@ class BaseHandler(RequestHandler):
         status, message, param = _describe(exc, status_code, self._reason)
         if self._headers_written:
             return
-        self.clear_header("Content-Type")
+        self.set_header("Content-Type", "application/json")
         self.set_status(status)
         self.finish(dumps(self.error_body(status, message, param)))
 
