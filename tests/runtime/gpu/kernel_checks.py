@@ -120,7 +120,7 @@ def check_elementwise(device: str, dtype: torch.dtype, hidden: int = 256, tokens
     g = torch.randn(tokens, 2 * hidden, generator=gen).to(dtype).to(device)
     assert torch.allclose(silu_and_mul(g).float(), SiluAndMul().forward(g).float(), atol=2e-2, rtol=2e-2)
     for neox, rot in ((True, 64), (False, 64), (True, 32)):
-        rope = get_rope(64, rot, 128, {"rope_theta": 10000.0, "rope_type": "default"}, is_neox_style=neox)
+        rope = get_rope(64, rot, 8 * tokens + 8, {"rope_theta": 10000.0, "rope_type": "default"}, is_neox_style=neox)
         rope.cos_cache, rope.sin_cache = rope.cos_cache.to(device), rope.sin_cache.to(device)
         qkv = torch.randn(tokens, 64 * 6, generator=gen).to(dtype).to(device)
         q = qkv[:, : 64 * 4]

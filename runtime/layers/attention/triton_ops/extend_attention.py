@@ -18,16 +18,20 @@ from .decode_attention import _tanh, dot_precision
 
 
 @triton.jit
-def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP: tl.constexpr,
-                  PREC: tl.constexpr):  # noqa: ANN001, ANN202
-    qk = tl.dot(q, tl.trans(k), input_precision=PREC).to(tl.float32) * sm_scale
+def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP: tl.constexpr,
+                  PREC: tl.constexpr, MASKED: tl.constexpr):  # noqa: ANN001, ANN202
+    """One key block of the online softmax, in base 2 (qk_scale includes log2(e))."""
+    qk = tl.dot(q, tl.trans(k), input_precision=PREC).to(tl.float32)
     if USE_CAP:
-        qk = logit_cap * _tanh(qk / logit_cap)
-    qk = tl.where(qk_mask, qk, float("-inf"))
+        qk = logit_cap * _tanh(qk * (qk_scale / 1.4426950408889634) / logit_cap) * 1.4426950408889634
+    else:
+        qk = qk * qk_scale
+    if MASKED:
+        qk = tl.where(qk_mask, qk, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(qk, 1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.exp(m_i - m_safe)
-    p = tl.exp(qk - m_safe[:, None])
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(qk - m_safe[:, None])
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC).to(tl.float32)
     l_i = l_i * alpha + tl.sum(p, 1)
     return m_new, l_i, acc
@@ -62,6 +66,7 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
     mask_dv = offs_dv < DV
     q = tl.load(Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :],
                 mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    qk_scale = sm_scale * 1.4426950408889634
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
@@ -83,13 +88,26 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
         qk_mask = mask_m[:, None] & mask_n[None, :]
         if window > 0:
             qk_mask = qk_mask & ((q_pos[:, None] - offs_n[None, :]) < window)
-        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP, PREC)
+        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP, PREC, True)
 
     # 2) the new tokens themselves (causal within the extend).
     hi = ext_len
     if CAUSAL:
         hi = tl.minimum(ext_len, (mb + 1) * BLOCK_M)
     lo_ext = (tl.maximum(lo - prefix_len, 0) // BLOCK_N) * BLOCK_N
+    if CAUSAL and window <= 0:
+        # Key blocks wholly below this query block's diagonal and inside the request: no mask.
+        full_hi = tl.minimum((mb * BLOCK_M // BLOCK_N) * BLOCK_N, (ext_len // BLOCK_N) * BLOCK_N)
+        if (mb + 1) * BLOCK_M > ext_len:
+            full_hi = 0  # last (partial) query block: keep every key masked for its padded rows
+        for n0 in range(0, full_hi, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            k = tl.load(K_ext + (start + offs_n[:, None]) * stride_kt + kv_h * stride_kh + offs_d[None, :],
+                        mask=mask_d[None, :], other=0.0)
+            v = tl.load(V_ext + (start + offs_n[:, None]) * stride_vt + kv_h * stride_vh + offs_dv[None, :],
+                        mask=mask_dv[None, :], other=0.0)
+            m_i, l_i, acc = _attend_block(q, k, v, None, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP, PREC, False)
+        lo_ext = full_hi
     for n0 in range(lo_ext, hi, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         mask_n = offs_n < ext_len
@@ -102,7 +120,7 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
             qk_mask = qk_mask & (offs_n[None, :] <= offs_m[:, None])
         if window > 0:
             qk_mask = qk_mask & ((offs_m[:, None] - offs_n[None, :]) < window)
-        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, sm_scale, logit_cap, USE_CAP, PREC)
+        m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP, PREC, True)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_dv[None, :],
@@ -123,8 +141,9 @@ def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch
         block_m, block_n, warps = 64, 32, 8
     else:
         block_m, block_n, warps = 128, 64, 8
+    stages = 3 if max(block_d, block_dv) <= 128 else 2
     if max_extend_len <= 64:
-        block_m, warps = 64, 4
+        block_m, warps, stages = 64, 4, 2
     grid = (bs, num_heads, triton.cdiv(max_extend_len, block_m))
     _extend_kernel[grid](
         q, k, v, o, k_buffer, v_buffer, req_to_token, req_pool_indices, seq_lens, extend_seq_lens,
@@ -133,4 +152,4 @@ def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch
         k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0), v_buffer.stride(1), req_to_token.stride(0),
         GROUP=num_heads // kv_heads, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
         D=head_dim, DV=dv, USE_CAP=logit_cap > 0, CAUSAL=causal, PREC=dot_precision(q.dtype), num_warps=warps,
-        num_stages=2)
+        num_stages=stages)
