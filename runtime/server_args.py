@@ -207,8 +207,8 @@ class ServerArgs:
             bad("page-size", "only page size 1 is supported.")
         if self.stream_interval < 1:
             bad("stream-interval", f"must be at least 1, got {self.stream_interval}.")
-        if not 0 < self.port < 65536:
-            bad("port", f"must be in 1..65535, got {self.port}.")
+        if not 0 <= self.port < 65536:  # 0: the OS picks a free port (launch_server reports it)
+            bad("port", f"must be in 0..65535, got {self.port}.")
         if self.schedule_conservativeness <= 0:
             bad("schedule-conservativeness", f"must be positive, got {self.schedule_conservativeness}.")
         if self.device == "cuda":

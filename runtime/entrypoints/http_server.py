@@ -142,6 +142,7 @@ async def _serve(engine: Engine, server_args: ServerArgs, stdin_lifeline: bool,
     except OSError as e:
         raise SystemExit(f"Cannot listen on {server_args.host}:{server_args.port}: {e}") from None
     server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]  # the real port, also when --port 0 let the OS choose
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -151,7 +152,7 @@ async def _serve(engine: Engine, server_args: ServerArgs, stdin_lifeline: bool,
     if not server_args.skip_server_warmup:
         await _warmup(ctx)
     ctx.ready = True
-    url = server_url(server_args.host, server_args.port)
+    url = server_url(server_args.host, port)
     logger.info("The server is fired up and ready to roll!")
     print(f"sglang_nb server ready at {url} (model: {ctx.model_name})", flush=True)
     if on_ready is not None:
