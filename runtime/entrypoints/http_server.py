@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -182,7 +182,9 @@ async def _warmup(ctx: ServerContext) -> None:
 
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     try:
-        while sys.stdin.buffer.read(1 << 16):
+        # os.read, not sys.stdin.buffer: a daemon thread blocked inside the buffered reader makes the
+        # interpreter abort at exit ("could not acquire lock for <stdin>") after a SIGTERM.
+        while os.read(0, 1 << 16):
             pass
     except (OSError, ValueError):
         pass
