@@ -48,16 +48,19 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
-def start_server(log_dir: Path, *args: str, api_key: str | None = None) -> ServerProcess:
-    """Launch a server and wait for its ready line (its own session, so a hang can be killed whole)."""
+def start_server(log_dir: Path, *args: str, api_key: str | None = None, script: str | None = None,
+                 stdin_pipe: bool = False) -> ServerProcess:
+    """Launch a server (`python -m sglang_nb.launch_server`, or `script` taking the same flags) and
+    wait for its ready line; it gets its own session, so a hang can be killed whole."""
     port = free_port()
     log_path = log_dir / f"server_{port}.log"
-    cmd = [sys.executable, "-m", "sglang_nb.launch_server", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *args]
+    entry = [script] if script else ["-m", "sglang_nb.launch_server"]
+    cmd = [sys.executable, *entry, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args]
     if api_key:
         cmd += ["--api-key", api_key]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL)
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log_path, api_key)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
