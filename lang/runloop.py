@@ -8,6 +8,7 @@ futures) and from a Jupyter cell whose thread already runs an event loop (no nes
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
 import threading
 from collections.abc import Coroutine
@@ -37,7 +38,24 @@ def get_loop() -> asyncio.AbstractEventLoop:
             _thread.start()
             ready.wait()
             _loop = loop
+            atexit.register(_stop, loop)
         return _loop
+
+
+def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    """At exit: cancel what is still running (abandoned programs) so nothing is destroyed while pending."""
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+        loop.call_soon_threadsafe(loop.stop)
 
 
 def on_loop_thread() -> bool:

@@ -210,7 +210,10 @@ class ProgramState:
             return
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        unsubscribe = ex.subscribe(lambda: loop.call_soon_threadsafe(wake.set))
+        def wake_up() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe = ex.subscribe(wake_up)
         try:
             cursor = _Cursor(ex, var_name)
             pending: dict[str, Any] | None = None
@@ -270,7 +273,7 @@ class _Cursor:
         ex = self.ex
         if self.var_name is None:
             text = ex.text_
-            out = [(text[self.pos:], {})] if len(text) > self.pos else []
+            out: list[tuple[str, dict[str, Any]]] = [(text[self.pos:], {})] if len(text) > self.pos else []
             self.pos = max(self.pos, len(text))
             return out
         chunks = ex.stream_chunks.get(self.var_name)
@@ -308,6 +311,11 @@ class ProgramStateGroup:
 
     def __getitem__(self, i: int) -> ProgramState:
         return self.states[i]
+
+    def __setitem__(self, i: int, state: ProgramState) -> None:
+        # `forks[i] += expr` assigns the (same) state back after appending.
+        if state is not self.states[i]:
+            raise TypeError("Fork states cannot be replaced.")
 
     def __len__(self) -> int:
         return len(self.states)

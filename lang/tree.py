@@ -78,7 +78,8 @@ class TreeNode:
     @property
     def prefix(self) -> str:
         """The whole prompt text from the root down to the end of this node."""
-        parts, node = [], self
+        parts: list[str] = []
+        node: TreeNode | None = self
         while node is not None:
             parts.append(node.text)
             node = node.parent
