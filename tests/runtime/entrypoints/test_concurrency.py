@@ -62,3 +62,14 @@ def test_50_cut_streams_give_their_kv_back(base_url: str, http: httpx.Client) ->
     assert info["locked_kv_tokens"] == 0
     load = http.get("/get_load").json()[0]
     assert load["num_reqs"] == 0 and load["num_tokens"] == 0
+
+
+def test_non_streaming_client_that_gives_up_aborts_its_request(http: httpx.Client, base_url: str) -> None:
+    body = {"text": "An endless essay:", "sampling_params": {"max_new_tokens": 4000, "ignore_eos": True}}
+    with httpx.Client(base_url=base_url, timeout=2.0) as impatient:
+        try:
+            impatient.post("/generate", json=body)
+        except httpx.ReadTimeout:
+            pass
+    info = wait_idle(http, timeout=60)
+    assert info["available_kv_tokens"] + info["evictable_kv_tokens"] == info["max_total_num_tokens"]
