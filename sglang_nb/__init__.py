@@ -26,6 +26,28 @@ _LANG_NAMES = (
     "RuntimeEndpoint", "Runtime", "OpenAI", "ProgramState", "SglFunction", "RequestTree",
 )
 _LAZY.update({name: ("sglang_nb.lang", name) for name in _LANG_NAMES})
+# The notebook's runtime handle: its own process session, lifeline, registry (sglang_nb/_runtime.py).
+_LAZY["Runtime"] = ("sglang_nb._runtime", "Runtime")
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """`%load_ext sglang_nb`: the `%sgl` / `%%sgl` magics."""
+    from sglang_nb.magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from sglang_nb.magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The jupyter_server extension (`sglang_nb` routes under the server's base URL)."""
+    from sglang_nb.server_extension import SglangNbApp
+
+    return [{"module": "sglang_nb.server_extension", "app": SglangNbApp}]
 
 
 def __getattr__(name: str) -> Any:
