@@ -324,7 +324,9 @@ class StreamExecutor:
                 fut.set_result(value)
 
     def prompt(self) -> Prompt:
-        return Prompt(self.text_, [b64 for _, b64 in self.images_])
+        open_text = self.text_[self.cur_role_begin_pos:] if self.cur_role else ""
+        return Prompt(self.text_, [b64 for _, b64 in self.images_], messages=list(self.messages_),
+                      open_role=self.cur_role, open_text=open_text)
 
     def _fill(self, text: str) -> None:
         self.text_ += text

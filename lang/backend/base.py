@@ -21,10 +21,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Prompt:
-    """What a model call sends: the program's text so far and its images (base64, the wire form)."""
+    """What a model call sends: the program's text so far and its images (base64, the wire form).
+
+    Chat APIs use the finished turns (`messages`) and the turn being written (`open_role`, `open_text`).
+    """
 
     text: str
     images: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    open_role: str | None = None
+    open_text: str = ""
 
 
 class BaseBackend:
