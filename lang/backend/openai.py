@@ -87,7 +87,7 @@ class OpenAI(BaseBackend):
         stop = params.stop
         body: dict[str, Any] = {
             "model": self.model_name, "max_tokens": params.max_new_tokens, "n": params.n or 1,
-            "stop": (stop if isinstance(stop, str) else list(stop)) or None,
+            "stop": (stop if isinstance(stop, str) else list(stop or [])) or None,
             "temperature": params.temperature, "top_p": params.top_p,
             "frequency_penalty": params.frequency_penalty, "presence_penalty": params.presence_penalty,
         }
