@@ -53,9 +53,10 @@ class BaseHandler(RequestHandler):
     #: Paths under the mount prefix that need no API key.
     open_paths = ("health",)
 
-    def initialize(self, ctx: ServerContext, prefix: str = "") -> None:  # type: ignore[override]
+    def initialize(self, ctx: ServerContext, prefix: str = "", **host_kwargs: Any) -> None:  # type: ignore[override]
         self.ctx = ctx
         self.prefix = prefix
+        super().initialize(**host_kwargs)  # a mixed-in host base may take its own arguments
         self._body = bytearray()
         self._work: asyncio.Future[Any] | None = None
         self._client_gone = False
@@ -63,6 +64,7 @@ class BaseHandler(RequestHandler):
     # ---- request intake ----------------------------------------------------------------------
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         if getattr(self, "ctx", None) is not None and self.ctx.cors:
             self.set_header("Access-Control-Allow-Origin", "*")
             self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")

@@ -67,20 +67,22 @@ _METHODS = ("get", "post", "put", "delete")
 
 def make_handlers(engine: Engine | ServerContext, prefix: str = "", *,
                   bases: Sequence[type] = (), decorators: Sequence[Callable[[Any], Any]] = (),
-                  cors: bool = True) -> list[tuple[str, type, dict[str, Any]]]:
+                  cors: bool = True, init_kwargs: dict[str, Any] | None = None,
+                  ) -> list[tuple[str, type, dict[str, Any]]]:
     """Tornado rules for every route under `prefix` (no trailing slash, e.g. "/user/x/sglang_nb").
 
-    `bases` are mixed in front of each handler class (e.g. Jupyter's `APIHandler`), and
-    `decorators` wrap each HTTP method (e.g. `tornado.web.authenticated`, `authorized`), so a host
-    application can put the same handlers behind its own authentication. The engine may run its
-    TokenizerManager on the host's loop or on its own background loop.
+    A host application puts the same handlers behind its own authentication: `bases` (e.g.
+    Jupyter's `APIHandler`) come after our handler classes in the MRO, so their `prepare`
+    (login, XSRF) runs from ours and our JSON error envelopes stay; `decorators` wrap each HTTP
+    method (e.g. `tornado.web.authenticated`, `authorized`); `init_kwargs` go to the bases'
+    `initialize`. The engine may run its TokenizerManager on the host's loop or on its own loop.
     """
     ctx = engine if isinstance(engine, ServerContext) else ServerContext(engine, cors=cors)
     prefix = prefix.rstrip("/")
     rules = []
     for path, cls in ROUTES:
         handler = _derive(cls, bases, decorators) if bases or decorators else cls
-        rules.append((re.escape(prefix) + path, handler, {"ctx": ctx, "prefix": prefix}))
+        rules.append((re.escape(prefix) + path, handler, {"ctx": ctx, "prefix": prefix, **(init_kwargs or {})}))
     return rules
 
 
@@ -93,7 +95,7 @@ def _derive(cls: type, bases: Sequence[type], decorators: Sequence[Callable[[Any
         for deco in reversed(decorators):
             method = deco(method)
         attrs[name] = method
-    return type(cls.__name__, (*bases, cls), attrs)
+    return type(cls.__name__, (cls, *bases), attrs)
 
 
 def make_app(ctx: ServerContext, prefix: str = "") -> tornado.web.Application:
