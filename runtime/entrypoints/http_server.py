@@ -117,6 +117,7 @@ def launch_server(server_args: ServerArgs, *, stdin_lifeline: bool = False,
     """
     from ..engine import Engine
 
+    check_http_args(server_args)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # Loading takes a while; a signal now ends this process and the scheduler follows (stdin lifeline).
@@ -127,6 +128,22 @@ def launch_server(server_args: ServerArgs, *, stdin_lifeline: bool = False,
         engine.shutdown()
         _cancel_pending(loop)
         loop.close()
+
+
+def check_http_args(server_args: ServerArgs) -> None:
+    """Reject HTTP-layer flags that cannot work before any model is loaded (ValueError naming the flag)."""
+    from .chat_templates import BUILTIN_TEMPLATES
+    from .tool_parser import FORMATS
+
+    template = server_args.chat_template
+    if template is not None and template not in BUILTIN_TEMPLATES and not os.path.isfile(template):
+        raise ValueError(f"--chat-template: {template!r} is neither a built-in template "
+                         f"({', '.join(sorted(BUILTIN_TEMPLATES))}) nor an existing .jinja/.json file.")
+    if server_args.tool_call_parser is not None and server_args.tool_call_parser not in FORMATS:
+        raise ValueError(f"--tool-call-parser: unknown format {server_args.tool_call_parser!r}; "
+                         f"choose from {', '.join(FORMATS)}.")
+    if server_args.max_request_body_bytes < 1024:
+        raise ValueError(f"--max-request-body-bytes: must be at least 1024, got {server_args.max_request_body_bytes}.")
 
 
 async def _serve(engine: Engine, server_args: ServerArgs, stdin_lifeline: bool,

@@ -138,3 +138,17 @@ def test_stdin_lifeline(tiny_llama: str, tmp_path: Path) -> None:
     srv.proc.stdin.close()
     assert srv.proc.wait(timeout=60) == 0
     _assert_all_gone(procs)
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--chat-template", "no-such-template"], "--chat-template"),
+    (["--tool-call-parser", "nope"], "--tool-call-parser"),
+    (["--tp-size", "0"], "--tp-size"),
+])
+def test_bad_flags_fail_fast(flags: list[str], needle: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sglang_nb.launch_server", *flags], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and needle in proc.stderr
