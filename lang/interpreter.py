@@ -259,15 +259,26 @@ class StreamExecutor:
                         fut.set_result(None)
 
     def _release_all(self) -> None:
-        """Wake every waiter: skipped items' producers fail, barriers pass."""
+        """Wake every waiter of items that will never run: their producers fail, barriers pass, forks
+        start their children already failed (so they end too), joins end their children."""
         while self._items:
             item = self._items.popleft()
-            if isinstance(item, _Item):
-                if self.error_ is None:
-                    self.error_ = RuntimeError("The program ended before this expression ran.")
-                self._resolve_remaining(item.producers)
-            elif isinstance(item, tuple) and item[0] == "barrier":
+            if item is _END:
+                continue
+            if isinstance(item, tuple) and item[0] == "barrier":
                 item[1].set_result(None)
+                continue
+            if self.error_ is None:
+                self.error_ = RuntimeError("The program state had already ended (e.g. a joined fork).")
+            if isinstance(item, _Item):
+                self._resolve_remaining(item.producers)
+            elif isinstance(item, tuple) and item[0] == "fork":
+                for child in item[1]:
+                    child.start_from(self)
+                    child.end()
+            elif isinstance(item, tuple) and item[0] == "join":
+                for child in item[1]:
+                    child.end()
         if not self.done.done():
             self.done.set_result(None)
 

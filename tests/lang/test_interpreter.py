@@ -161,3 +161,20 @@ def test_json_schema_as_dict_and_the_state_repr(tiny_backend):
     state = json_gen.run(backend=tiny_backend)
     assert json.loads(state["obj"])["ok"] in (True, False)
     assert repr(state).startswith("ProgramState(Object: {")
+
+
+@sgl.function
+def fork_after_join(s):
+    s += "Root."
+    forks = s.fork(2)
+    forks.join()
+    s.sync()  # the join has run: the forks have ended
+    again = forks[0].fork(2)
+    again += lambda i: sgl.gen("late", max_tokens=1)
+    again.join()
+
+
+def test_forking_an_ended_state_fails_instead_of_hanging(tiny_backend):
+    state = fork_after_join.run(backend=tiny_backend)
+    assert state.error() is None  # the root itself is fine
+    assert "already ended" in str(state.stream_executor.children[0].error_)
