@@ -28,6 +28,7 @@ _LANG_NAMES = (
 _LAZY.update({name: ("sglang_nb.lang", name) for name in _LANG_NAMES})
 # The notebook's runtime handle: its own process session, lifeline, registry (sglang_nb/_runtime.py).
 _LAZY["Runtime"] = ("sglang_nb._runtime", "Runtime")
+_LAZY["current_runtime"] = ("sglang_nb._runtime", "current_runtime")
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -61,4 +62,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["Engine", "ServerArgs", "__version__", *_LANG_NAMES]
+__all__ = ["Engine", "ServerArgs", "__version__", "current_runtime", *_LANG_NAMES]
