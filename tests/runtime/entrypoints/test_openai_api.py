@@ -155,7 +155,7 @@ def test_chat_tool_calls(oai: Any) -> None:
     assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     none = oai.chat.completions.create(model="m", messages=_few_shot_tool_messages(), tools=[WEATHER_TOOL],
-                                       tool_choice="none", temperature=0, max_tokens=30)
+                                       tool_choice="none", temperature=0, max_tokens=4)
     assert none.choices[0].message.tool_calls is None
 
 
