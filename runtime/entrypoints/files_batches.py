@@ -95,6 +95,7 @@ class BatchManager:
         self.ctx = ctx
         self.batches: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, list[asyncio.Task[Any]]] = {}
+        self._runners: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references to tasks
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         file_id = get_str(body, "input_file_id")
@@ -120,7 +121,9 @@ class BatchManager:
             "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
             "cancelled_at": None, "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": metadata}
         self.batches[bid] = batch
-        asyncio.get_running_loop().create_task(self._run(batch))
+        runner = asyncio.get_running_loop().create_task(self._run(batch))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
         return batch
 
     def get(self, bid: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10
 _ITL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
 _E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 THROUGHPUT_WINDOW_S = 10.0
+LIVE_LIMIT = 4096  # tracked in-flight requests before stale ones are dropped
+STALE_AFTER_S = 600.0
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -82,6 +84,8 @@ class ServerMetrics:
             return  # internal prefix-caching request of n > 1 sampling
         now = st.last_token_time or time.perf_counter()
         with self._lock:
+            if st.rid not in self._live and len(self._live) >= LIVE_LIMIT:
+                self._forget_stale(now)
             rec = self._live.setdefault(st.rid, _Live(0, st.created))
             new = st.completion_tokens - rec.tokens
             if new > 0:
@@ -105,6 +109,11 @@ class ServerMetrics:
             self.tpot.observe((st.last_token_time - st.first_token_time) / (st.completion_tokens - 1))
         if (st.finish_reason or {}).get("type") == "abort":
             self.num_aborted.inc()
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop requests not heard of for a while (aborted ones whose last update never came)."""
+        for rid in [rid for rid, rec in self._live.items() if now - rec.last > STALE_AFTER_S]:
+            del self._live[rid]
 
     def gen_throughput(self) -> float:
         """Generated tokens per second over the last THROUGHPUT_WINDOW_S seconds."""
