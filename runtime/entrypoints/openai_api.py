@@ -113,9 +113,9 @@ async def _collect(ctx: ServerContext, obj: GenerateReqInput) -> list[dict[str, 
         return _as_list(await first_item(gen))
 
 
-async def run_completion(ctx: ServerContext, body: dict[str, Any], prepared: Prepared | None = None) -> dict[str, Any]:
-    """A non-streamed `/v1/completions` response for `body`."""
-    p = prepared or prepare_completion(ctx, body)
+async def run_completion(ctx: ServerContext, request: dict[str, Any] | Prepared) -> dict[str, Any]:
+    """A non-streamed `/v1/completions` response for a JSON body (or an already prepared one)."""
+    p = request if isinstance(request, Prepared) else prepare_completion(ctx, request)
     req = p.req
     assert isinstance(req, CompletionRequest)
     outs = await _collect(ctx, p.obj)
@@ -125,9 +125,9 @@ async def run_completion(ctx: ServerContext, body: dict[str, Any], prepared: Pre
     return fmt.completion_response(req.rid or fmt.new_id("cmpl"), req.model, choices, use)
 
 
-async def run_chat(ctx: ServerContext, body: dict[str, Any], prepared: Prepared | None = None) -> dict[str, Any]:
-    """A non-streamed `/v1/chat/completions` response for `body`."""
-    p = prepared or prepare_chat(ctx, body)
+async def run_chat(ctx: ServerContext, request: dict[str, Any] | Prepared) -> dict[str, Any]:
+    """A non-streamed `/v1/chat/completions` response for a JSON body (or an already prepared one)."""
+    p = request if isinstance(request, Prepared) else prepare_chat(ctx, request)
     req = p.req
     assert isinstance(req, ChatRequest)
     outs = await _collect(ctx, p.obj)
@@ -171,7 +171,7 @@ class CompletionsHandler(OpenAIHandler):
         req = p.req
         assert isinstance(req, CompletionRequest)
         if not req.stream:
-            self.write_json(await run_completion(self.ctx, {}, p))
+            self.write_json(await run_completion(self.ctx, p))
             return
         state = fmt.CompletionStream(req.rid or fmt.new_id("cmpl"), req.model, p.prompt_texts, req.n, req.echo,
                                      req.logprobs is not None, req.include_usage)
@@ -192,7 +192,7 @@ class ChatCompletionsHandler(OpenAIHandler):
         req = p.req
         assert isinstance(req, ChatRequest)
         if not req.stream:
-            self.write_json(await run_chat(self.ctx, {}, p))
+            self.write_json(await run_chat(self.ctx, p))
             return
         state = fmt.ChatStream(req.rid or fmt.new_id("chatcmpl"), req.model, req.n,
                                lambda: _parser(self.ctx, p.tool_names), req.logprobs, req.top_logprobs,

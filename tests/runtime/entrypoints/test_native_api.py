@@ -189,3 +189,12 @@ def test_metrics(http: httpx.Client) -> None:
         assert series in text, series
     count = [ln for ln in text.splitlines() if ln.startswith("sglang:num_requests_total")]
     assert count and float(count[0].split()[-1]) >= 1
+
+
+def test_constraints_reach_the_grammar_backend(http: httpx.Client) -> None:
+    r = http.post("/generate", json={"text": "The answer is", "sampling_params": {
+        "regex": "(yes|no)", "max_new_tokens": 4, "temperature": 0}})
+    if r.status_code == 400:  # no grammar backend on this server: the scheduler's refusal, as a clean 400
+        assert "onstrained decoding" in r.json()["error"]["message"]
+    else:
+        assert r.status_code == 200 and r.json()["text"] in ("yes", "no")
