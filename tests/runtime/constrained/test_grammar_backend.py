@@ -17,15 +17,6 @@ from sglang_nb.runtime.sampling.sampling_params import SamplingParams
 IPV4 = r"((25[0-5]|2[0-4]\d|[01]?\d\d?)\.){3}(25[0-5]|2[0-4]\d|[01]?\d\d?)"
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from sglang_nb.runtime.model_loader.resolve import resolve_model_dir
-
-    return AutoTokenizer.from_pretrained(resolve_model_dir(None))
-
-
 @pytest.fixture()
 def backend(tokenizer):
     b = GrammarBackend(tokenizer, vocab_size=49152 + 64, eos_token_ids=[2])  # model vocab padded past the tokenizer's
