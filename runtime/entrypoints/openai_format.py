@@ -115,6 +115,7 @@ class CompletionStream:
     include_usage: bool
     sent_text: dict[int, int] = field(default_factory=dict)
     sent_lp: dict[int, int] = field(default_factory=dict)
+    emitted: dict[int, int] = field(default_factory=dict)  # characters streamed per choice (text_offset base)
     finals: dict[int, dict[str, Any]] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -133,7 +134,8 @@ class CompletionStream:
             self.sent_lp[idx] = self.sent_lp.get(idx, 0) + len(entries)
             if first and self.echo:
                 entries, tops = with_input_logprobs(meta, entries, tops)
-            logprobs = completion_logprobs(entries, tops, 0)
+            logprobs = completion_logprobs(entries, tops, self.emitted.get(idx, 0))
+        self.emitted[idx] = self.emitted.get(idx, 0) + len(prefix) + len(delta)
         reason, matched = finish_fields(meta)
         if reason is not None:
             self.finals[idx] = out

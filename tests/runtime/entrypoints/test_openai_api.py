@@ -61,6 +61,11 @@ def test_completion_stream_matches_non_stream(oai: Any) -> None:
     assert text == full
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] in ("length", "stop")
+    with_lp = [ch.choices[0] for ch in oai.completions.create(**args, stream=True, logprobs=1, echo=True)]
+    offsets = [o for c in with_lp if c.logprobs for o in c.logprobs.text_offset]
+    tokens = [t for c in with_lp if c.logprobs for t in c.logprobs.tokens]
+    assert offsets == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    assert "".join(c.text for c in with_lp) == args["prompt"] + full
 
 
 def test_completion_suffix_is_rejected(oai: Any) -> None:
