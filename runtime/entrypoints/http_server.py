@@ -133,6 +133,7 @@ def launch_server(server_args: ServerArgs, *, stdin_lifeline: bool = False,
 def check_http_args(server_args: ServerArgs) -> None:
     """Reject HTTP-layer flags that cannot work before any model is loaded (ValueError naming the flag)."""
     from .chat_templates import BUILTIN_TEMPLATES
+    from .reasoning_parser import KINDS as REASONING_KINDS
     from .tool_parser import FORMATS
 
     template = server_args.chat_template
@@ -142,6 +143,9 @@ def check_http_args(server_args: ServerArgs) -> None:
     if server_args.tool_call_parser is not None and server_args.tool_call_parser not in FORMATS:
         raise ValueError(f"--tool-call-parser: unknown format {server_args.tool_call_parser!r}; "
                          f"choose from {', '.join(FORMATS)}.")
+    if server_args.reasoning_parser is not None and server_args.reasoning_parser not in REASONING_KINDS:
+        raise ValueError(f"--reasoning-parser: unknown parser {server_args.reasoning_parser!r}; "
+                         f"choose from {', '.join(REASONING_KINDS)}.")
     if server_args.max_request_body_bytes < 1024:
         raise ValueError(f"--max-request-body-bytes: must be at least 1024, got {server_args.max_request_body_bytes}.")
 

@@ -18,6 +18,7 @@ from .context import ServerContext
 from .handler_base import BaseHandler, closing, first_item
 from .openai_protocol import ChatRequest, CompletionRequest, parse_chat, parse_completion
 from .protocol import ApiError
+from .reasoning_parser import ReasoningParser
 from .tool_parser import ToolCallParser
 
 
@@ -29,6 +30,7 @@ class Prepared:
     obj: GenerateReqInput
     prompt_texts: list[str]
     tool_names: list[str]
+    reasoner: ReasoningParser | None = None
 
 
 def _check_length(ctx: ServerContext, num_tokens: int, max_tokens: int | None, param: str) -> None:
@@ -96,7 +98,10 @@ def prepare_chat(ctx: ServerContext, body: dict[str, Any]) -> Prepared:
     obj = GenerateReqInput(input_ids=ids, sampling_params=sampling, rid=req.rid, return_logprob=req.logprobs,
                            top_logprobs_num=req.top_logprobs if req.logprobs else 0, return_text_in_logprobs=True,
                            stream=req.stream)
-    return Prepared(req, obj, [prompt], [t["function"]["name"] for t in tools or []])
+    kind = ctx.server_args.reasoning_parser
+    thinking = req.chat_template_kwargs.get("enable_thinking", True) is not False
+    reasoner = ReasoningParser(kind) if kind and req.separate_reasoning and thinking else None
+    return Prepared(req, obj, [prompt], [t["function"]["name"] for t in tools or []], reasoner)
 
 
 def _parser(ctx: ServerContext, names: list[str]) -> ToolCallParser | None:
@@ -131,7 +136,7 @@ async def run_chat(ctx: ServerContext, request: dict[str, Any] | Prepared) -> di
     req = p.req
     assert isinstance(req, ChatRequest)
     outs = await _collect(ctx, p.obj)
-    choices = [fmt.chat_choice(i, out, _parser(ctx, p.tool_names), req.top_logprobs, req.logprobs)
+    choices = [fmt.chat_choice(i, out, _parser(ctx, p.tool_names), req.top_logprobs, req.logprobs, p.reasoner)
                for i, out in enumerate(outs)]
     use = fmt.usage(outs, req.n, ctx.server_args.enable_cache_report)
     return fmt.chat_response(req.rid or fmt.new_id("chatcmpl"), req.model, choices, use)
@@ -196,7 +201,7 @@ class ChatCompletionsHandler(OpenAIHandler):
             return
         state = fmt.ChatStream(req.rid or fmt.new_id("chatcmpl"), req.model, req.n,
                                lambda: _parser(self.ctx, p.tool_names), req.logprobs, req.top_logprobs,
-                               req.include_usage)
+                               req.include_usage, p.reasoner, req.stream_reasoning)
         await self._stream(p, state, state.chunks)
 
 

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from .reasoning_parser import ReasoningParser
 from .tool_parser import ToolCallParser
 
 
@@ -157,19 +158,20 @@ class CompletionStream:
 # ---- chat ------------------------------------------------------------------------------------
 
 def chat_choice(i: int, out: dict[str, Any], parser: ToolCallParser | None, top_n: int,
-                want_logprobs: bool) -> dict[str, Any]:
+                want_logprobs: bool, reasoner: ReasoningParser | None = None) -> dict[str, Any]:
     meta = out["meta_info"]
     reason, matched = finish_fields(meta)
-    content: str | None = out["text"]
+    reasoning, answer = reasoner.split(out["text"]) if reasoner is not None else (None, out["text"])
+    content: str | None = answer
     tool_calls = None
     if parser is not None:
-        text, calls = parser.parse(out["text"])
+        text, calls = parser.parse(answer)
         if calls:
             content = text.strip()
             tool_calls = [c.to_openai(k) for k, c in enumerate(calls)]
             reason, matched = "tool_calls", None
     logprobs = chat_logprobs(*output_logprob_slice(meta, 0), top_n) if want_logprobs else None
-    return {"index": i, "message": {"role": "assistant", "content": content or None, "reasoning_content": None,
+    return {"index": i, "message": {"role": "assistant", "content": content or None, "reasoning_content": reasoning,
                                     "tool_calls": tool_calls},
             "logprobs": logprobs, "finish_reason": reason, "matched_stop": matched}
 
@@ -191,7 +193,10 @@ class ChatStream:
     want_logprobs: bool
     top_n: int
     include_usage: bool
+    reasoner: ReasoningParser | None = None
+    stream_reasoning: bool = True
     sent_text: dict[int, int] = field(default_factory=dict)
+    sent_reasoning: dict[int, int] = field(default_factory=dict)
     sent_lp: dict[int, int] = field(default_factory=dict)
     parsers: dict[int, Any] = field(default_factory=dict)
     finals: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -217,6 +222,8 @@ class ChatStream:
             result.append(self._wrap(idx, {"role": "assistant", "content": ""}))
         parser = self.parsers[idx]
         reason, matched = finish_fields(meta)
+        if self.reasoner is not None:
+            text = self._reasoning_delta(idx, text, reason is not None, result)
         sent = self.sent_text[idx]
         logprobs = None
         if self.want_logprobs:
@@ -242,6 +249,21 @@ class ChatStream:
         if reason is not None:
             result.append(self._wrap(idx, {}, None, reason, matched))
         return result
+
+    def _reasoning_delta(self, idx: int, text: str, finished: bool, result: list[dict[str, Any]]) -> str:
+        """Emit new reasoning text (all at the end unless stream_reasoning); return the answer part."""
+        assert self.reasoner is not None
+        if finished:
+            reasoning, answer = self.reasoner.split(text)
+            reasoning = reasoning or ""
+        else:
+            reasoning, answer = self.reasoner.split_partial(text)
+        if self.stream_reasoning or finished:
+            sent = self.sent_reasoning.get(idx, 0)
+            if len(reasoning) > sent:
+                result.append(self._wrap(idx, {"reasoning_content": reasoning[sent:]}))
+                self.sent_reasoning[idx] = len(reasoning)
+        return answer
 
     def usage_chunk(self, cache_report: bool) -> dict[str, Any]:
         outs = [self.finals[i] for i in sorted(self.finals)]

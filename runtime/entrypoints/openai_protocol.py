@@ -53,6 +53,8 @@ class ChatRequest(OpenAIRequest):
     tool_choice: str | dict[str, Any] = "none"
     continue_final_message: bool = False
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    separate_reasoning: bool = True
+    stream_reasoning: bool = True
 
 
 def _common(body: dict[str, Any], default_model: str, temperature: float) -> dict[str, Any]:
@@ -187,7 +189,9 @@ def parse_chat(body: dict[str, Any], default_model: str, multimodal: bool = Fals
     return ChatRequest(**common, max_tokens=max_tokens, messages=_messages(body, multimodal), logprobs=logprobs,
                        top_logprobs=top, tools=tools if choice != "none" else None, tool_choice=choice,
                        continue_final_message=get_bool(body, "continue_final_message", False),
-                       chat_template_kwargs=get_dict(body, "chat_template_kwargs", {}))
+                       chat_template_kwargs=get_dict(body, "chat_template_kwargs", {}),
+                       separate_reasoning=get_bool(body, "separate_reasoning", True),
+                       stream_reasoning=get_bool(body, "stream_reasoning", True))
 
 
 def _messages(body: dict[str, Any], multimodal: bool) -> list[dict[str, Any]]:

@@ -39,7 +39,8 @@ def _tiny_with_arch(tiny_llama: str, tmp_path: Path, arch: str) -> str:
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     srv = start_server(tmp_path_factory.mktemp("keyed"), "--max-total-tokens", "2048",
-                       "--incremental-streaming-output", "--skip-server-warmup", api_key="sekrit")
+                       "--incremental-streaming-output", "--skip-server-warmup", "--reasoning-parser", "deepseek-r1",
+                       api_key="sekrit")
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -77,6 +78,15 @@ def test_incremental_streaming_output(keyed_server: ServerProcess) -> None:
                 ids += chunk["output_ids"]
     assert len(deltas) >= 2
     assert "".join(deltas) == full["text"] and ids == full["output_ids"]
+
+
+def test_reasoning_parser(keyed_server: ServerProcess) -> None:
+    client = openai.OpenAI(base_url=keyed_server.url + "/v1", api_key="sekrit", max_retries=0, timeout=120)
+    args: dict[str, Any] = dict(model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0)
+    plain = client.chat.completions.create(**args, extra_body={"separate_reasoning": False}).choices[0].message
+    split = client.chat.completions.create(**args).choices[0].message
+    # deepseek-r1 answers start inside the reasoning; without </think> everything is reasoning.
+    assert split.content is None and split.model_extra["reasoning_content"] == plain.content
 
 
 def test_sigterm_leaves_no_orphans(keyed_server: ServerProcess) -> None:

@@ -123,3 +123,33 @@ def test_generate_body_validation_names_the_field() -> None:
     with pytest.raises(ApiError) as e:
         parse_generate({"text": "a", "top_logprobs_num": "2"})
     assert e.value.param == "top_logprobs_num"
+
+
+def _cumulative(texts: list[str]) -> list[dict[str, Any]]:
+    outs = []
+    for k, text in enumerate(texts):
+        done = k == len(texts) - 1
+        outs.append({"text": text, "meta_info": {"finish_reason": {"type": "stop", "matched": 2} if done else None,
+                                                 "prompt_tokens": 3, "completion_tokens": k + 1}})
+    return outs
+
+
+@pytest.mark.parametrize("stream_reasoning", [True, False])
+def test_reasoning_is_separated_in_streams_and_whole_answers(stream_reasoning: bool) -> None:
+    from sglang_nb.runtime.entrypoints.openai_format import ChatStream, chat_choice
+    from sglang_nb.runtime.entrypoints.reasoning_parser import ReasoningParser
+
+    texts = ["<think>", "<think>Let me", "<think>Let me think</th", "<think>Let me think</think>\n\nPar",
+             "<think>Let me think</think>\n\nParis."]
+    reasoner = ReasoningParser("qwen3")
+    whole = chat_choice(0, _cumulative(texts)[-1], None, 0, False, reasoner)["message"]
+    assert whole["reasoning_content"] == "Let me think" and whole["content"] == "Paris."
+    stream = ChatStream("id", "m", 1, lambda: None, False, 0, False, reasoner, stream_reasoning)
+    chunks = [c for out in _cumulative(texts) for c in stream.chunks(out)]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "Let me think"
+    assert "".join(d.get("content") or "" for d in deltas) == "Paris."
+    assert sum("reasoning_content" in d for d in deltas) == (2 if stream_reasoning else 1)
+    plain = ReasoningParser("qwen3").split("No thinking here.")
+    assert plain == (None, "No thinking here.")
+    assert ReasoningParser("deepseek-r1").split("Hmm</think>Yes") == ("Hmm", "Yes")
