@@ -89,8 +89,10 @@ class BaseHandler(RequestHandler):
         key = self.ctx.api_key
         if not key:
             return True
-        rel = self.request.path[len(self.prefix):].lstrip("/") if self.request.path.startswith(self.prefix) \
-            else self.request.path.lstrip("/")
+        path = self.request.path
+        # The prefix may be relative (a host joins it onto its base URL): look for it anywhere.
+        at = path.find(self.prefix) if self.prefix else -1
+        rel = (path[at + len(self.prefix):] if at >= 0 else path).lstrip("/")
         if rel.startswith(self.open_paths):
             return True
         return self.request.headers.get("Authorization", "") == f"Bearer {key}"
