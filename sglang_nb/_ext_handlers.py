@@ -29,11 +29,11 @@ AUTH_RESOURCE = "sglang_nb"
 
 
 class JupyterAuth(JupyterHandler):
-    """Mixed in front of the runtime's handlers: Jupyter authenticates, the runtime handler answers.
+    """The host base of the runtime's handlers (after them in the MRO; their `prepare` calls this one).
 
-    Unauthenticated API calls get a 403 (no login redirect), errors keep the runtime's JSON
-    envelope, and while the extension's runtime is not running the routes answer 503 (starting)
-    or 404 (this server runs none) with the reason.
+    Jupyter authenticates (token, or cookie + XSRF); unauthenticated API calls get a 403 (no login
+    redirect); while the extension's runtime is not running the routes answer 503 (starting) or 404
+    (this server runs none) with the reason. Errors keep the runtime's JSON envelope.
     """
 
     auth_resource = AUTH_RESOURCE
@@ -45,7 +45,15 @@ class JupyterAuth(JupyterHandler):
         JupyterHandler.set_default_headers(self)
 
     async def prepare(self) -> None:  # type: ignore[override]
+        rest: Any = await JupyterHandler.prepare(self)  # login, XSRF
+        if self._finished:
+            _discard(rest)
+            return
+        if self.current_user is None:  # no details about the runtime for anonymous callers
+            _discard(rest)
+            raise web.HTTPError(403)
         if getattr(self.ctx, "engine", None) is None:  # the shared ServerContext is not initialised yet
+            _discard(rest)
             app = self.settings.get("sglang_nb_app")
             starting = app is not None and app.runtime_state == "starting"
             self.set_status(503 if starting else 404)
@@ -54,18 +62,13 @@ class JupyterAuth(JupyterHandler):
                        if starting else app.runtime_unavailable_reason() if app is not None else "No runtime.")
             self.finish(json.dumps({"error": {"message": message}}))
             return
-        # Jupyter's prepare (login, XSRF) returns the runtime handler's prepare (body limits) to await.
-        result: Any = super().prepare()
-        while inspect.isawaitable(result):
-            result = await result
+        while inspect.isawaitable(rest):
+            rest = await rest
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # The runtime handler's JSON envelope, not Jupyter's HTML error page.
-        for cls in type(self).__mro__:
-            if cls.__module__.startswith("sglang_nb.runtime.") and "write_error" in cls.__dict__:
-                cls.write_error(self, status_code, **kwargs)
-                return
-        super().write_error(status_code, **kwargs)
+
+def _discard(awaitable: Any) -> None:
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 # ---- where cache state comes from: the extension's engine or a registered runtime ----------------

@@ -23,6 +23,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
+from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Int, Unicode
 
 from ._ext_handlers import CacheHandler, EventsHandler, JupyterAuth, StatusHandler
@@ -58,6 +59,7 @@ class SglangNbApp(ExtensionApp):
         # Handlers are mounted now and bound to this context, which is initialised once the engine runs
         # (until then the runtime routes answer 503/404 and say why).
         self.ctx: Any = ServerContext.__new__(ServerContext)
+        self.ctx.cors = False  # read by the handlers' default headers even before initialisation
         self.runtime_state = "starting" if self.start_runtime else "off"
         self.runtime_error = ""
         self.engine: Any = None
@@ -65,6 +67,11 @@ class SglangNbApp(ExtensionApp):
         self._record: RuntimeRecord | None = None
         self._started_at = 0.0
         self.settings["sglang_nb_app"] = self
+        self._start_task: asyncio.Future[None] | None = None
+        if self.start_runtime:
+            # Scheduled now, run once the server's loop runs (embedding hosts that never call the
+            # extension start hook, like pytest-jupyter, get the runtime too).
+            IOLoop.current().add_callback(self._begin_runtime)
 
     def initialize_handlers(self) -> None:
         from sglang_nb.runtime.entrypoints.http_server import make_handlers
@@ -79,7 +86,10 @@ class SglangNbApp(ExtensionApp):
                                            decorators=(web.authenticated, authorized), cors=False))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        if self.start_runtime:
+        self._begin_runtime()
+
+    def _begin_runtime(self) -> None:
+        if self.start_runtime and self._start_task is None:
             self._start_task = asyncio.ensure_future(self._start_runtime())
 
     # ---- the shared runtime ------------------------------------------------------------------------
@@ -151,7 +161,7 @@ class SglangNbApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Stop the runtime at server shutdown: loopback server, registry record, engine."""
-        task = getattr(self, "_start_task", None)
+        task = self._start_task
         if task is not None and not task.done():
             task.cancel()
         if self._loopback is not None:
