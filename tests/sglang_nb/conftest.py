@@ -5,12 +5,12 @@ again), and a guard that no runtime process outlives the session."""
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -57,27 +57,3 @@ def ip(shared_rt: Any) -> Iterator[Any]:
     shell.extension_manager.unload_extension("sglang_nb")
     set_current_runtime(None)
     InteractiveShell.clear_instance()
-
-
-def group_alive(pgid: int) -> bool:
-    """True while a process group has a live (non-zombie) member."""
-    import psutil
-
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
-
-
-def kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

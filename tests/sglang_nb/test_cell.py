@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from sglang_nb._cell import CellError, choices_regex, compile_program, interpolate, json_schema_arg, sampling_params
+from sglang_nb._cell import (
+    CellError,
+    choices_regex,
+    compile_program,
+    interpolate,
+    json_schema_arg,
+    sampling_params,
+)
 
 
 def test_interpolate_only_known_names() -> None:

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from sglang_nb.widgets import CacheInspector, CacheInspectorFallback, ImageInput, ProgramView
-from sglang_nb.widgets import _stats
+from sglang_nb.widgets import CacheInspector, CacheInspectorFallback, ImageInput, ProgramView, _stats
 
 
 def _png(w: int, h: int) -> bytes:
