@@ -50,7 +50,13 @@ def _filter_probs(probs: torch.Tensor, info: SamplingBatchInfo) -> torch.Tensor:
     if info.need_min_p:
         max_p = probs.max(dim=-1, keepdim=True).values
         probs = probs.masked_fill(probs < info.min_ps.view(-1, 1) * max_p, 0.0)
-    if info.need_top_k or info.need_top_p:
+    if (info.need_top_k or info.need_top_p) and probs.is_cuda:
+        # Exact thresholds by bisection in one Triton kernel per row: no vocabulary sort.
+        from .attention.triton_ops.sampling import top_k_top_p_threshold
+
+        thr = top_k_top_p_threshold(probs.float().contiguous(), info.top_ks, info.top_ps)
+        probs = probs.masked_fill(probs < thr.view(-1, 1), 0.0)
+    elif info.need_top_k or info.need_top_p:
         sorted_p, order = probs.sort(dim=-1, descending=True)
         if info.need_top_k:
             ranks = torch.arange(sorted_p.shape[-1], device=probs.device).view(1, -1)
