@@ -42,15 +42,15 @@ class SamplingBatchInfo:
     def from_reqs(cls, reqs: list[Req], vocab_size: int, device: str) -> SamplingBatchInfo:
         params = [r.sampling_params for r in reqs]
         greedy = [p.is_greedy for p in params]
-        temps = torch.tensor([p.temperature for p in params], dtype=torch.float32).view(-1, 1)
-        top_ps = torch.tensor([p.top_p for p in params], dtype=torch.float32)
-        top_ks = torch.tensor([min(p.top_k, vocab_size) for p in params], dtype=torch.int64)
-        min_ps = torch.tensor([p.min_p for p in params], dtype=torch.float32)
+        # One host-to-device copy for the four vectors (top-k values up to 2^24 are exact in fp32).
+        packed = torch.tensor([[p.temperature for p in params], [p.top_p for p in params],
+                               [p.min_p for p in params], [min(p.top_k, vocab_size) for p in params]],
+                              dtype=torch.float32).to(device, non_blocking=True)
         info = cls(
-            temperatures=temps.to(device, non_blocking=True),
-            top_ps=top_ps.to(device, non_blocking=True),
-            top_ks=top_ks.to(device, non_blocking=True),
-            min_ps=min_ps.to(device, non_blocking=True),
+            temperatures=packed[0].view(-1, 1),
+            top_ps=packed[1],
+            top_ks=packed[3].to(torch.int64),
+            min_ps=packed[2],
             is_all_greedy=all(greedy),
             greedy_rows=greedy,
             need_top_p=any(p.top_p < 1.0 for p in params),
