@@ -199,9 +199,27 @@ class GrammarBackend:
                 return compiler.compile_regex(source), None
             if kind == "ebnf":
                 return compiler.compile_grammar(source), None
-            return compiler.compile_structural_tag(source), None
+            return _compile_structural_tag(compiler, source), None
         except Exception as e:  # noqa: BLE001 - any compile failure is the request's fault
             return None, f"Invalid {kind}: {clean_error(e)}"
+
+
+def _compile_structural_tag(compiler: Any, source: str) -> Any:
+    """xgrammar's format, or SGLang's/OpenAI's older one: {"structures": [{begin, schema, end}], "triggers": []}."""
+    import json
+    import warnings
+
+    import xgrammar as xgr
+
+    spec = json.loads(source)
+    if not isinstance(spec, dict) or "structures" not in spec:
+        return compiler.compile_structural_tag(source)
+    items = [xgr.StructuralTagItem(begin=s["begin"], end=s["end"],
+                                   schema=s["schema"] if isinstance(s["schema"], str) else json.dumps(s["schema"]))
+             for s in spec["structures"]]
+    with warnings.catch_warnings():  # xgrammar marks this older form deprecated; it is still the wire format
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return compiler.compile_structural_tag(items, list(spec.get("triggers") or []))
 
 
 def create_grammar_backend(server_args: ServerArgs, tokenizer: Any, vocab_size: int,

@@ -70,6 +70,23 @@ def test_invalid_grammars_name_the_problem(backend, params, needle):
     assert "/project/" not in error and ".cc:" not in error
 
 
+def test_structural_tags_in_both_formats(backend):
+    legacy = {"type": "structural_tag", "triggers": ["<f>"],
+              "structures": [{"begin": "<f>", "schema": {"type": "object"}, "end": "</f>"}]}
+    for source in (json.dumps(legacy), json.dumps({"type": "structural_tag",
+                                                   "format": {"type": "const_string", "value": "hi"}})):
+        req = _req(structural_tag=source)
+        backend.attach(req)
+        ready, failed = _wait_ready(backend, req)
+        assert ready == [req], req.grammar.error
+    bad = _req(structural_tag='{"type": "structural_tag"}')
+    error = backend.attach(bad)
+    if error is None:
+        _wait_ready(backend, bad)
+        error = bad.grammar.error
+    assert error.startswith("Invalid structural_tag")
+
+
 def test_mask_follows_the_matcher_and_pads_the_vocab(backend, tokenizer):
     req, free = _req(regex="(yes|no)"), None
     backend.attach(req)
