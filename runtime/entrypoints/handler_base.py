@@ -8,6 +8,7 @@ as soon as its headers arrive, instead of tornado's bare 400.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -95,7 +96,7 @@ class BaseHandler(RequestHandler):
         rel = (path[at + len(self.prefix):] if at >= 0 else path).lstrip("/")
         if rel.startswith(self.open_paths):
             return True
-        return self.request.headers.get("Authorization", "") == f"Bearer {key}"
+        return hmac.compare_digest(self.request.headers.get("Authorization", "").encode(), f"Bearer {key}".encode())
 
     def _refuse_large_body(self) -> None:
         self.send_error_json(413, f"Request body too large: the limit is {self.ctx.max_body_bytes} bytes "
