@@ -14,9 +14,10 @@ import logging
 import os
 import shutil
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def _unpermute(w: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 def _read_llama_tensors(gguf_path: str, config: Any) -> dict[str, torch.Tensor]:
+    import torch
     from gguf import GGUFReader, dequantize
 
     reader = GGUFReader(gguf_path)
@@ -148,6 +150,7 @@ def _read_llama_tensors(gguf_path: str, config: Any) -> dict[str, torch.Tensor]:
 
 
 def _read_tensors_with_transformers(gguf_path: str, config: Any) -> dict[str, torch.Tensor]:
+    import torch
     from transformers import AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
