@@ -2,7 +2,8 @@
 
 Two workloads on one model (default: the embedded SmolLM2 on CPU):
   * few-shot: a 5-shot QA program over N questions with `run_batch` (the shared shots are prefilled once);
-  * tree of thought: per problem, fork into thoughts, fork each thought into critiques, join, conclude.
+  * tree of thought: per problem (over a shared travel guide), fork into ideas, fork each idea into
+    critiques, join, conclude.
 
     python benchmarks/lang_prefix_sharing.py [--model-path M] [--num-questions 64] [--max-tokens 8]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sglang_nb as sgl
@@ -35,9 +37,18 @@ def few_shot(s, question):
     s += sgl.gen("answer", stop="\n", temperature=0)
 
 
+GUIDE = ("Travel notes. The old town sits on a bend of the river, with a cathedral, a covered market and a "
+         "castle on the hill. Museums open at nine and close at six, except on Mondays. Trams cross the centre every "
+         "ten minutes; the funicular to the castle runs until dusk. The market is busiest before noon, when the "
+         "fishmongers and bakers arrive. Lunch is served late, rarely before two. In the afternoon the riverside "
+         "walk is shaded and quiet, and boats leave from the stone pier every half hour for a short tour. The "
+         "evening view from the castle terrace is the best in the city, and the small squares below fill with "
+         "music after dark. ") * 2
+
+
 @sgl.function
 def tree_of_thought(s, problem, width, depth_width):
-    s += PREAMBLE + "Problem: " + problem + "\n"
+    s += PREAMBLE + GUIDE + "\nProblem: " + problem + "\n"
     thoughts = s.fork(width)
     for i in range(width):
         thoughts[i] += f"Idea {i + 1}:" + sgl.gen("idea", stop="\n", temperature=0.7)
@@ -49,42 +60,31 @@ def tree_of_thought(s, problem, width, depth_width):
     s += "Best idea:" + sgl.gen("best", stop="\n", temperature=0)
 
 
-def measure(name: str, fn: Any) -> dict[str, Any]:
+def measure(name: str, radix_cache: bool, run: Callable[[Any], Any], engine: Any) -> dict[str, Any]:
     start = time.perf_counter()
-    states = fn()
+    states = run(engine)
     elapsed = time.perf_counter() - start
     records = states.request_tree.requests()
     prompt = sum(r.prompt_tokens or 0 for r in records)
     cached = sum(r.cached_tokens or 0 for r in records)
     output = sum(r.completion_tokens or 0 for r in records)
-    return {"workload": name, "seconds": round(elapsed, 3), "programs": len(states), "requests": len(records),
-            "prompt_tokens": prompt, "cached_tokens": cached, "output_tokens": output,
+    return {"workload": name, "radix_cache": radix_cache, "seconds": round(elapsed, 3), "programs": len(states),
+            "requests": len(records), "prompt_tokens": prompt, "cached_tokens": cached,
+            "computed_prompt_tokens": prompt - cached, "output_tokens": output,
             "cache_hit_ratio": round(cached / prompt, 4) if prompt else 0.0,
             "programs_per_s": round(len(states) / elapsed, 3), "tokens_per_s": round((prompt + output) / elapsed, 1)}
 
 
-def run_workloads(args: argparse.Namespace, disable_radix_cache: bool) -> list[dict[str, Any]]:
-    engine = sgl.Engine(model_path=args.model_path, disable_radix_cache=disable_radix_cache,
-                        max_total_tokens=args.max_total_tokens)
-    try:
-        sgl.set_default_backend(engine)
-        questions = [{"question": f"What is the capital city of {COUNTRIES[i % len(COUNTRIES)]}?"}
-                     for i in range(args.num_questions)]
-        few_shot.run(**questions[0], max_new_tokens=2)  # warm-up (not measured); the flush below empties the cache
-        engine.flush_cache()
-        results = [measure("few_shot", lambda: few_shot.run_batch(questions, max_new_tokens=args.max_tokens))]
-        engine.flush_cache()
-        problems = [{"problem": f"Plan a one-day visit to the capital of {c}.", "width": args.tot_width,
-                     "depth_width": args.tot_depth_width} for c in COUNTRIES[:args.tot_problems]]
-        results.append(measure("tree_of_thought",
-                               lambda: tree_of_thought.run_batch(problems, max_new_tokens=args.max_tokens)))
-        for r in results:
-            r["radix_cache"] = not disable_radix_cache
-            print(json.dumps(r), flush=True)
-        return results
-    finally:
-        sgl.set_default_backend(None)
-        engine.shutdown()
+def workloads(args: argparse.Namespace) -> dict[str, Callable[[Any], Any]]:
+    questions = [{"question": f"What is the capital city of {COUNTRIES[i % len(COUNTRIES)]}?"}
+                 for i in range(args.num_questions)]
+    problems = [{"problem": f"Plan a one-day visit to the capital of {c}.", "width": args.tot_width,
+                 "depth_width": args.tot_depth_width} for c in COUNTRIES[:args.tot_problems]]
+    return {
+        "few_shot": lambda engine: few_shot.run_batch(questions, max_new_tokens=args.max_tokens, backend=engine),
+        "tree_of_thought": lambda engine: tree_of_thought.run_batch(problems, max_new_tokens=args.max_tokens,
+                                                                    backend=engine),
+    }
 
 
 def main() -> None:
@@ -97,11 +97,28 @@ def main() -> None:
     parser.add_argument("--tot-depth-width", type=int, default=2)
     parser.add_argument("--max-total-tokens", type=int, default=65536)
     args = parser.parse_args()
-    with_cache = run_workloads(args, disable_radix_cache=False)
-    without = run_workloads(args, disable_radix_cache=True)
-    for on, off in zip(with_cache, without):
-        print(json.dumps({"workload": on["workload"], "speedup_radix_on_vs_off": round(off["seconds"] / on["seconds"], 2),
-                          "hit_ratio_on": on["cache_hit_ratio"], "hit_ratio_off": off["cache_hit_ratio"]}))
+    # Both engines live side by side and the runs alternate, so a change in machine load hits both.
+    engines = {on: sgl.Engine(model_path=args.model_path, disable_radix_cache=not on,
+                              max_total_tokens=args.max_total_tokens) for on in (True, False)}
+    try:
+        for engine in engines.values():  # warm-up, not measured; the cache is emptied after it
+            few_shot.run(question="What is the capital city of Chile?", max_new_tokens=2, backend=engine)
+            engine.flush_cache()
+        results: dict[tuple[str, bool], dict[str, Any]] = {}
+        for name, run in workloads(args).items():
+            for on, engine in engines.items():
+                engine.flush_cache()
+                results[name, on] = measure(name, on, run, engine)
+                print(json.dumps(results[name, on]), flush=True)
+        for name in workloads(args):
+            on, off = results[name, True], results[name, False]
+            print(json.dumps({"workload": name, "speedup_radix_on_vs_off": round(off["seconds"] / on["seconds"], 2),
+                              "computed_prompt_tokens_on_vs_off": [on["computed_prompt_tokens"],
+                                                                   off["computed_prompt_tokens"]],
+                              "hit_ratio_on": on["cache_hit_ratio"]}))
+    finally:
+        for engine in engines.values():
+            engine.shutdown()
 
 
 if __name__ == "__main__":

@@ -70,14 +70,43 @@ class ProgramContext:
     def done_futures(self) -> list[cf.Future[None]]:
         return [e.done for e in list(self.executors)]
 
+    def cancel(self) -> None:
+        """(loop) Stop every state of the program; cancelling their requests aborts them in the runtime."""
+        for executor in list(self.executors):
+            executor.cancel()
+
 
 _END = object()
 
 
 @dataclass
 class _Item:
+    """An expression to execute, with the futures of the names it produces."""
+
     expr: SglExpr
     producers: dict[Any, list[cf.Future[Any]]]
+
+
+@dataclass
+class _Barrier:
+    future: cf.Future[None]
+
+
+@dataclass
+class _Fork:
+    children: list[StreamExecutor]
+
+
+@dataclass
+class _Join:
+    children: list[StreamExecutor]
+    mode: str
+
+
+@dataclass
+class _SetVar:
+    name: Any
+    value: Any
 
 
 class StreamExecutor:
@@ -139,14 +168,22 @@ class StreamExecutor:
         runloop.call_soon(self._enqueue, _Item(expr, producers))
         self.notify()
 
-    def submit_control(self, item: Any) -> None:
-        runloop.call_soon(self._enqueue, item)
-
     def barrier(self) -> cf.Future[None]:
         """A future resolved once everything submitted before it was processed."""
         fut: cf.Future[None] = cf.Future()
-        runloop.call_soon(self._enqueue, ("barrier", fut))
+        runloop.call_soon(self._enqueue, _Barrier(fut))
         return fut
+
+    def fork(self, children: list[StreamExecutor]) -> None:
+        """Start `children` from this state once everything submitted so far ran."""
+        self.children.extend(children)
+        runloop.call_soon(self._enqueue, _Fork(children))
+
+    def join(self, children: list[StreamExecutor], mode: str) -> None:
+        runloop.call_soon(self._enqueue, _Join(children, mode))
+
+    def set_var(self, name: Any, value: Any) -> None:
+        runloop.call_soon(self._enqueue, _SetVar(name, value))
 
     def end(self) -> None:
         if not self._ended:
@@ -186,6 +223,15 @@ class StreamExecutor:
         if self._started and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._worker())
 
+    def cancel(self) -> None:
+        """(loop) Interrupted: fail what is pending and stop the worker (its in-flight request is aborted)."""
+        if self.error_ is None:
+            self.error_ = KeyboardInterrupt("The program was interrupted.")
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        elif self._task is None:
+            self._release_all()
+
     def start_from(self, parent: StreamExecutor | None) -> None:
         """(loop) Copy the parent's state at the fork point and start working."""
         if parent is not None:
@@ -224,26 +270,24 @@ class StreamExecutor:
             self.notify()
 
     async def _process(self, item: Any) -> None:
-        if isinstance(item, tuple) and item[0] == "barrier":
-            item[1].set_result(None)
-            return
-        if isinstance(item, tuple) and item[0] == "fork":
-            await self._fork(item[1])
-            return
-        if isinstance(item, tuple) and item[0] == "join":
-            await self._join(item[1], item[2])
-            return
-        if isinstance(item, tuple) and item[0] == "set_var":
-            self.variables[item[1]] = item[2]
-            self.notify()
-            return
-        assert isinstance(item, _Item)
-        if self.error_ is None:
-            try:
-                await self._execute(item.expr, item.producers)
-            except Exception as e:  # noqa: BLE001 - recorded on the state, surfaced to readers
-                self._fail(e)
-        self._resolve_remaining(item.producers)
+        match item:
+            case _Barrier():
+                item.future.set_result(None)
+            case _Fork():
+                await self._fork(item.children)
+            case _Join():
+                await self._join(item.children, item.mode)
+            case _SetVar():
+                self.variables[item.name] = item.value
+                self.notify()
+            case _Item():
+                try:
+                    if self.error_ is None:
+                        await self._execute(item.expr, item.producers)
+                except Exception as e:  # noqa: BLE001 - recorded on the state, surfaced to readers
+                    self._fail(e)
+                finally:  # also when cancelled (interrupt): readers of this item must wake up
+                    self._resolve_remaining(item.producers)
 
     def _fail(self, error: BaseException) -> None:
         self.error_ = error
@@ -265,20 +309,21 @@ class StreamExecutor:
             item = self._items.popleft()
             if item is _END:
                 continue
-            if isinstance(item, tuple) and item[0] == "barrier":
-                item[1].set_result(None)
+            if isinstance(item, _Barrier):
+                item.future.set_result(None)
                 continue
             if self.error_ is None:
                 self.error_ = RuntimeError("The program state had already ended (e.g. a joined fork).")
-            if isinstance(item, _Item):
-                self._resolve_remaining(item.producers)
-            elif isinstance(item, tuple) and item[0] == "fork":
-                for child in item[1]:
-                    child.start_from(self)
-                    child.end()
-            elif isinstance(item, tuple) and item[0] == "join":
-                for child in item[1]:
-                    child.end()
+            match item:
+                case _Item():
+                    self._resolve_remaining(item.producers)
+                case _Fork():
+                    for child in item.children:
+                        child.start_from(self)
+                        child.end()
+                case _Join():
+                    for child in item.children:
+                        child.end()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -454,7 +499,7 @@ class StreamExecutor:
     async def _join(self, children: list[StreamExecutor], mode: str) -> None:
         for child in children:
             fut: cf.Future[None] = cf.Future()
-            child._enqueue(("barrier", fut))
+            child._enqueue(_Barrier(fut))
             await asyncio.wrap_future(fut)
         if self.error_ is not None:
             return

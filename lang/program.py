@@ -304,18 +304,30 @@ async def _program_done(ctx: ProgramContext) -> None:
 
 
 def wait_program(state: ProgramState) -> None:
-    runloop.wait(runloop.submit(_program_done(state.stream_executor.ctx)))
+    """Wait for a program (forks included); an interrupt (Ctrl-C, Jupyter's Interrupt) aborts its requests."""
+    ctx = state.stream_executor.ctx
+    try:
+        runloop.wait(runloop.submit(_program_done(ctx)))
+    except KeyboardInterrupt:
+        runloop.call_soon(ctx.cancel)
+        raise
 
 
 def _wait_rows(states: list[ProgramState], progress_bar: bool) -> None:
     futures = {runloop.submit(_program_done(s.stream_executor.ctx)): s for s in states}
     bar = _progress(len(states), progress_bar)
-    for fut in cf.as_completed(futures):
-        fut.result()
+    try:
+        for fut in cf.as_completed(futures):
+            fut.result()
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        for state in states:
+            runloop.call_soon(state.stream_executor.ctx.cancel)
+        raise
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
 
 
 def _progress(total: int, enabled: bool) -> Any:

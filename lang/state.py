@@ -88,8 +88,7 @@ class ProgramState:
         children = [StreamExecutor(parent.ctx, arguments=parent.arguments, default_params=parent.default_params,
                                    chat_template=parent.chat_template, stream=parent.stream, parent=parent)
                     for _ in range(size)]
-        parent.children.extend(children)
-        parent.submit_control(("fork", children))
+        parent.fork(children)
         return ProgramStateGroup([ProgramState(c) for c in children], self)
 
     @contextmanager
@@ -101,7 +100,7 @@ class ProgramState:
             group.join()
 
     def set_var(self, name: Any, value: Any) -> None:
-        self.stream_executor.submit_control(("set_var", name, value))
+        self.stream_executor.set_var(name, value)
 
     def __setitem__(self, name: Any, value: Any) -> None:
         self.set_var(name, value)
@@ -341,4 +340,4 @@ class ProgramStateGroup:
 
     def join(self, mode: str = "gather_variable") -> None:
         """Gather the children's new variables into lists on the parent (or append their text)."""
-        self.parent.stream_executor.submit_control(("join", [s.stream_executor for s in self.states], mode))
+        self.parent.stream_executor.join([s.stream_executor for s in self.states], mode)

@@ -61,11 +61,24 @@ def tiny_runtime(tiny_text_model: str) -> Iterator[Any]:
     runtime.shutdown()
 
 
-@pytest.fixture(params=["smollm", "tiny", "http"])
+@pytest.fixture(scope="session")
+def smollm_runtime() -> Iterator[Any]:
+    """A real server over the embedded SmolLM2 (slow to start on CPU)."""
+    import sglang_nb as sgl
+
+    runtime = sgl.Runtime(max_total_tokens=16384, launch_timeout=900)
+    yield runtime
+    runtime.shutdown()
+
+
+@pytest.fixture(params=["smollm", "tiny", "http", pytest.param("http_smollm", marks=pytest.mark.slow)])
 def backend(request: pytest.FixtureRequest) -> Any:
-    """Every conformance program runs on SmolLM2 (Engine), the tiny model (Engine) and a server (HTTP)."""
+    """Every conformance program runs on SmolLM2 (Engine), the tiny model (Engine) and a server over
+    the tiny model (HTTP); with -m slow also on a server over SmolLM2."""
     if request.param == "smollm":
         return request.getfixturevalue("smollm_backend")
     if request.param == "tiny":
         return request.getfixturevalue("tiny_backend")
+    if request.param == "http_smollm":
+        return request.getfixturevalue("smollm_runtime").endpoint
     return request.getfixturevalue("tiny_runtime").endpoint

@@ -178,3 +178,24 @@ def test_forking_an_ended_state_fails_instead_of_hanging(tiny_backend):
     state = fork_after_join.run(backend=tiny_backend)
     assert state.error() is None  # the root itself is fine
     assert "already ended" in str(state.stream_executor.children[0].error_)
+
+
+@sgl.function
+def long_gen(s):
+    s += "Story:" + sgl.gen("story", max_tokens=3000, ignore_eos=True, temperature=1.0)
+
+
+def test_interrupt_aborts_the_program_requests(tiny_backend, tiny_text_engine):
+    import os
+    import signal
+
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))  # what Jupyter's Interrupt sends
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        long_gen.run(backend=tiny_backend)
+    assert time.monotonic() - start < 10
+    deadline = time.monotonic() + 20
+    while tiny_text_engine.get_internal_state()["num_running_reqs"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tiny_text_engine.get_internal_state()["num_running_reqs"] == 0
