@@ -61,8 +61,8 @@ class CudaGraphRunner:
         self.input_ids = torch.zeros(n, dtype=torch.int64, device=dev)
         self.positions = torch.zeros(n, dtype=torch.int64, device=dev)
         self.req_pool_indices = torch.zeros(n, dtype=torch.int64, device=dev)
-        self.seq_lens = torch.full((n,), runner.attn_backend.get_cuda_graph_seq_len_fill_value(), dtype=torch.int32,
-                                   device=dev)
+        self.seq_len_fill = runner.attn_backend.get_cuda_graph_seq_len_fill_value()
+        self.seq_lens = torch.full((n,), self.seq_len_fill, dtype=torch.int32, device=dev)
         self.out_cache_loc = torch.zeros(n, dtype=torch.int64, device=dev)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}
@@ -80,7 +80,8 @@ class CudaGraphRunner:
         r = self.runner
         return ForwardBatch(forward_mode=ForwardMode.DECODE, batch_size=bs, input_ids=self.input_ids[:bs],
                             positions=self.positions[:bs], req_pool_indices=self.req_pool_indices[:bs],
-                            seq_lens=self.seq_lens[:bs], seq_lens_cpu=[1] * bs, out_cache_loc=self.out_cache_loc[:bs],
+                            seq_lens=self.seq_lens[:bs], seq_lens_cpu=[self.seq_len_fill] * bs,
+                            out_cache_loc=self.out_cache_loc[:bs],
                             req_to_token_pool=r.req_to_token_pool, token_to_kv_pool=r.kv_pool,
                             attn_backend=r.attn_backend)
 
@@ -133,7 +134,7 @@ class CudaGraphRunner:
         pbs = self.padded_size(bs)
         if pbs > bs:  # padded rows: row 0, length 1, dummy slot 0
             self.req_pool_indices[bs:pbs].zero_()
-            self.seq_lens[bs:pbs].fill_(self.runner.attn_backend.get_cuda_graph_seq_len_fill_value())
+            self.seq_lens[bs:pbs].fill_(self.seq_len_fill)
             self.out_cache_loc[bs:pbs].zero_()
             self.positions[bs:pbs].zero_()
             self.input_ids[bs:pbs].zero_()
@@ -142,7 +143,10 @@ class CudaGraphRunner:
         self.req_pool_indices[:bs].copy_(forward_batch.req_pool_indices, non_blocking=True)
         self.seq_lens[:bs].copy_(forward_batch.seq_lens, non_blocking=True)
         self.out_cache_loc[:bs].copy_(forward_batch.out_cache_loc, non_blocking=True)
-        self.runner.attn_backend.init_forward_metadata_replay_cuda_graph(forward_batch)
+        # Backends plan over the padded batch the graph was captured with (static buffers).
+        padded = self._batch(pbs)
+        padded.seq_lens_cpu = list(forward_batch.seq_lens_cpu) + [self.seq_len_fill] * (pbs - bs)
+        self.runner.attn_backend.init_forward_metadata_replay_cuda_graph(padded)
         self.graphs[pbs].replay()
         return LogitsProcessorOutput(next_token_logits=self.outputs[pbs][:bs])
 

@@ -32,9 +32,23 @@ class PoolSizes:
     max_running_requests: int
 
 
+# GPUs (name substrings) on which the flashinfer backend measured faster than triton end to end
+# (docs/gpu.md). On the H100 80GB triton won at batch 1 (6.36 vs 7.08 ms/token: FlashInfer plans on
+# the host every step) and at batch 64 (10.43 vs 10.76 ms), with prefill equal, so none so far.
+FLASHINFER_FASTER_ON: tuple[str, ...] = ()
+
+
 def default_gpu_backend(device: str) -> str:
-    """torch_native on CPU; on GPU our Triton kernels (FlashInfer is used only when asked for)."""
-    return "torch_native" if device == "cpu" else "triton"
+    """torch_native on CPU; on GPU our Triton kernels, or flashinfer where it imports and measured faster."""
+    if device == "cpu":
+        return "torch_native"
+    if FLASHINFER_FASTER_ON:
+        from ..layers.attention import flashinfer_available
+
+        name = torch.cuda.get_device_name(device)
+        if any(tag in name for tag in FLASHINFER_FASTER_ON) and flashinfer_available():
+            return "flashinfer"
+    return "triton"
 
 
 @contextmanager
@@ -68,6 +82,7 @@ class ModelRunner:
                                             model_config.num_hidden_layers, device, model_config.v_head_dim)
         self.attention_backend_name = server_args.attention_backend or default_gpu_backend(device)
         self.attn_backend = create_attention_backend(self.attention_backend_name, self)
+        self.attention_backend_name = self.attn_backend.name or self.attention_backend_name  # after any fallback
         self.sampler = Sampler()
         self.cuda_graph_runner = None
         if device != "cpu" and not server_args.disable_cuda_graph and model_config.is_generation:

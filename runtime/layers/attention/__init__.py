@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ...model_executor.model_runner import ModelRunner
     from .base import AttentionBackend
+
+logger = logging.getLogger(__name__)
 
 
 def create_attention_backend(name: str, runner: ModelRunner) -> AttentionBackend:
@@ -20,7 +23,22 @@ def create_attention_backend(name: str, runner: ModelRunner) -> AttentionBackend
 
         return TritonAttnBackend(runner)
     if name == "flashinfer":
-        from .flashinfer_backend import FlashInferAttnBackend
+        try:
+            from .flashinfer_backend import FlashInferAttnBackend, FlashInferUnsupported
 
-        return FlashInferAttnBackend(runner)
+            return FlashInferAttnBackend(runner)
+        except ImportError as e:
+            logger.warning("flashinfer backend unavailable (%s); using the triton backend", e)
+        except FlashInferUnsupported as e:
+            logger.warning("flashinfer backend does not cover this model (%s); using the triton backend", e)
+        return create_attention_backend("triton", runner)
     raise ValueError(f"Unknown attention backend: {name}")
+
+
+def flashinfer_available() -> bool:
+    """True when the flashinfer package imports (its kernels are compiled on first use)."""
+    try:
+        import flashinfer  # noqa: F401
+    except Exception:  # a broken install (missing CUDA bindings, ...) counts as absent
+        return False
+    return True

@@ -16,6 +16,8 @@ class AttentionBackend(ABC):
     """One instance per model runner; `init_forward_metadata` runs once per batch, then every layer
     calls `forward`. Backends that support CUDA graphs also implement the `*_cuda_graph` hooks."""
 
+    name: str = ""
+
     @abstractmethod
     def init_forward_metadata(self, forward_batch: ForwardBatch) -> None:
         """Build per-batch index structures shared by all layers (side effect: stored on self)."""
@@ -37,7 +39,7 @@ class AttentionBackend(ABC):
         """Write one token's K/V per request, then attend over the request's whole sequence."""
 
     # CUDA-graph hooks (GPU backends).
-    def init_cuda_graph_state(self, max_bs: int) -> None:
+    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not support CUDA graphs")
 
     def init_forward_metadata_capture_cuda_graph(self, forward_batch: ForwardBatch) -> None:

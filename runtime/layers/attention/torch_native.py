@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 
 class TorchNativeAttnBackend(AttentionBackend):
+    name = "torch_native"
+
     def __init__(self, runner: ModelRunner) -> None:
         self.device = runner.device
         self._kv_indices: list[torch.Tensor] | torch.Tensor = []

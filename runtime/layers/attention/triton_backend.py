@@ -16,8 +16,8 @@ import triton
 
 from .base import AttentionBackend
 from .triton_ops import decode_attention, extend_attention
-from .triton_ops.elementwise import store_kv
 from .triton_ops.decode_attention import heads_per_program
+from .triton_ops.elementwise import store_kv
 
 if TYPE_CHECKING:
     from ...model_executor.forward_batch import ForwardBatch
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 
 class TritonAttnBackend(AttentionBackend):
+    name = "triton"
+
     def __init__(self, runner: ModelRunner) -> None:
         self.device = runner.device
         self.max_kv_splits = max(1, int(runner.server_args.triton_attention_num_kv_splits))
@@ -50,7 +52,7 @@ class TritonAttnBackend(AttentionBackend):
         need = (bs, num_heads, splits, dv)
         buf = self._scratch
         if buf is None or buf[0].numel() < bs * num_heads * splits * dv or buf[1].numel() < bs * num_heads * splits:
-            if torch.cuda.is_current_stream_capturing():
+            if q_on_gpu(self.device) and torch.cuda.is_current_stream_capturing():
                 raise RuntimeError("decode scratch must be allocated before CUDA-graph capture")
             buf = (torch.empty(bs * num_heads * splits * dv, dtype=torch.float32, device=self.device),
                    torch.empty(bs * num_heads * splits, dtype=torch.float32, device=self.device))
@@ -113,6 +115,10 @@ class TritonAttnBackend(AttentionBackend):
                          forward_batch.seq_lens, att_out, att_lse, layer.scaling, layer.logit_cap,
                          layer.sliding_window_size)
         return o.view(bs, h * vd)
+
+
+def q_on_gpu(device: Any) -> bool:
+    return str(device).startswith("cuda")
 
 
 def _save_kv(pool: Any, layer_id: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
