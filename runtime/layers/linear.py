@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import get_tp_group, tensor_model_parallel_all_reduce
+from .fused_decode import linear as fused_linear
 
 
 def _set_loader(param: nn.Parameter, loader: Any) -> nn.Parameter:
@@ -49,7 +50,8 @@ class LinearBase(nn.Module):
         default_weight_loader(param, loaded_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        y = fused_linear(x, self.weight, self.bias)  # one-row GPU inputs: a full-bandwidth GEMV
+        return y if y is not None else F.linear(x, self.weight, self.bias)
 
 
 class ReplicatedLinear(LinearBase):
@@ -165,7 +167,9 @@ class RowParallelLinear(LinearBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias if self.tp_rank == 0 else None
-        out = F.linear(x, self.weight, bias)
+        out = fused_linear(x, self.weight, bias)
+        if out is None:
+            out = F.linear(x, self.weight, bias)
         if self.reduce_results and self.tp_size > 1:
             out = tensor_model_parallel_all_reduce(out)
         return out

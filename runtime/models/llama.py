@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..layers.activation import get_act_and_mul
+from ..layers.fused_decode import gemv_layer_applies, gemv_layer_forward, rope_and_store
 from ..layers.linear import (
     MergedColumnParallelLinear,
     QKVParallelLinear,
@@ -70,7 +71,14 @@ class LlamaAttention(nn.Module):
                                    self.qkv_proj.num_kv_heads, layer_id, sliding_window_size=sliding_window)
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
-        qkv = self.qkv_proj(hidden_states)
+        return self.forward_qkv(positions, self.qkv_proj(hidden_states), forward_batch)
+
+    def forward_qkv(self, positions: torch.Tensor, qkv: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
+        """Attention and o_proj from the fused q/k/v projection output."""
+        fused = rope_and_store(self.rotary_emb, self.attn, positions, qkv, forward_batch)
+        if fused is not None:  # K/V already in the pool
+            q, k, v = fused
+            return self.o_proj(self.attn(q, k, v, forward_batch, save_kv_cache=False))
         qk = self.rotary_emb.forward_fused(positions, qkv[:, : self.q_size + self.kv_size])
         q, k = qk.split([self.q_size, self.kv_size], dim=-1)
         v = qkv[:, self.q_size + self.kv_size:]
@@ -96,6 +104,8 @@ class LlamaDecoderLayer(nn.Module):
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch,
                 residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if gemv_layer_applies(self, hidden_states):  # one token on the GPU: four fused weight streams
+            return gemv_layer_forward(self, positions, hidden_states, forward_batch, residual)
         if residual is None:
             residual = hidden_states
             hidden_states = self.input_layernorm(hidden_states)

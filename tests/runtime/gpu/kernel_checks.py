@@ -129,3 +129,89 @@ def check_elementwise(device: str, dtype: torch.dtype, hidden: int = 256, tokens
         ref_q = rotate(q, rope.cos_cache[pos].unsqueeze(1), rope.sin_cache[pos].unsqueeze(1))
         out = rotary_embedding(pos, q, rope.cos_cache, rope.sin_cache, 64, rot, neox)
         assert torch.allclose(out.float(), ref_q.float(), atol=3e-2, rtol=2e-2), (neox, rot)
+
+
+def check_gemv(device: str, dtype: torch.dtype, n: int = 1000, k: int = 4096) -> None:
+    """The one-row GEMVs (plain, +bias, fp32 out, fused residual+RMSNorm, fused SiLU-and-mul) against
+    the unfused torch layers."""
+    from sglang_nb.runtime.layers.activation import SiluAndMul
+    from sglang_nb.runtime.layers.attention.triton_ops.gemv import gemv
+    from sglang_nb.runtime.layers.norm import RMSNorm
+
+    gen = torch.Generator().manual_seed(4)
+    rnd = lambda *s: (torch.randn(*s, generator=gen) * 0.05).to(dtype).to(device)  # noqa: E731
+    w, b, x, r = rnd(n, k), rnd(n), rnd(1, k) * 20, rnd(1, k) * 20
+    tol = dict(atol=2e-2, rtol=2e-2) if dtype != torch.float32 else dict(atol=1e-4, rtol=1e-4)
+    ref = x.float() @ w.float().t()
+    assert torch.allclose(gemv(x, w).float(), ref, **tol)
+    assert torch.allclose(gemv(x, w, b).float(), ref + b.float(), **tol)
+    y32 = gemv(x, w, out_dtype=torch.float32)
+    assert y32.dtype == torch.float32 and torch.allclose(y32, ref, atol=1e-3, rtol=1e-3)
+    norm = RMSNorm(k, 1e-6).to(device=device, dtype=dtype)
+    norm.weight.data = (1 + 0.1 * torch.randn(k, generator=gen)).to(dtype).to(device)
+    y, s = gemv(x, w, None, "rmsnorm", r, norm.weight, 1e-6)
+    assert torch.equal(s, x + r)
+    assert torch.allclose(y.float(), (norm._norm(x + r).float() @ w.float().t()), **tol)
+    y, s = gemv(x, w, None, "rmsnorm", None, norm.weight, 1e-6)
+    assert s.data_ptr() == x.data_ptr() and torch.allclose(y.float(), norm._norm(x).float() @ w.float().t(), **tol)
+    g = rnd(1, 2 * k) * 20
+    act = SiluAndMul().forward_native(g) if hasattr(SiluAndMul, "forward_native") else \
+        torch.nn.functional.silu(g[:, :k]) * g[:, k:]
+    assert torch.allclose(gemv(g, w, None, "silu_mul").float(), act.float() @ w.float().t(), **tol)
+
+
+def check_rope_store(device: str, dtype: torch.dtype, tokens: int = 7) -> None:
+    """Rotary + K/V pool write + contiguous q in one kernel, against the rotary layer and a plain store."""
+    from sglang_nb.runtime.layers.attention.triton_ops.elementwise import rope_and_store_kv
+    from sglang_nb.runtime.layers.rotary import get_rope
+
+    gen = torch.Generator().manual_seed(5)
+    hq, hk, hd = 8, 2, 128
+    for neox, rot in ((True, 128), (False, 128), (True, 64)):
+        rope = get_rope(hd, rot, 4096, {"rope_theta": 500000.0, "rope_type": "default"}, is_neox_style=neox)
+        cos, sin = rope.cos_cache.to(device), rope.sin_cache.to(device)
+        qkv = torch.randn(tokens, (hq + 2 * hk) * hd, generator=gen).to(dtype).to(device)
+        pos = (torch.arange(tokens) * 301).to(device)
+        k_buf = torch.zeros(64, hk, hd, dtype=dtype, device=device)
+        v_buf = torch.zeros_like(k_buf)
+        loc = torch.randperm(63, generator=gen)[:tokens].add(1).to(device)
+        q, k, v = rope_and_store_kv(pos, qkv, cos, sin, hq, hk, hd, rot, neox, loc, k_buf, v_buf)
+        c, s = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)
+        ref_q = rope._rotate(qkv[:, : hq * hd].float(), c, s)
+        ref_k = rope._rotate(qkv[:, hq * hd:(hq + hk) * hd].float(), c, s)
+        assert q.is_contiguous() and torch.allclose(q.float(), ref_q, atol=2e-2, rtol=2e-2), (neox, rot)
+        assert torch.allclose(k.float(), ref_k, atol=2e-2, rtol=2e-2)
+        assert torch.equal(k_buf[loc].view(tokens, -1), k)
+        assert torch.equal(v_buf[loc].view(tokens, -1), qkv[:, (hq + hk) * hd:])
+        assert k_buf[0].abs().sum() == 0
+
+
+def check_kv_indices(device: str) -> None:
+    from sglang_nb.runtime.layers.attention.triton_ops.kv_indices import build_kv_indices
+
+    gen = torch.Generator().manual_seed(6)
+    table = torch.randint(0, 1 << 20, (6, 3000), generator=gen, dtype=torch.int32).to(device)
+    rows = torch.tensor([4, 0, 2], device=device)
+    lens = torch.tensor([1000, 1, 2999], dtype=torch.int32, device=device)
+    starts = torch.tensor([0, 5, 1], dtype=torch.int32, device=device)
+    out = torch.full((5000,), -1, dtype=torch.int32, device=device)
+    build_kv_indices(table, rows, lens, out, starts)
+    want = torch.cat([table[4, :1000], table[0, 5:6], table[2, 1:3000]])
+    assert torch.equal(out[:4000], want) and (out[4000:] == -1).all()
+
+
+def check_top_k_top_p(device: str, vocab: int = 128256) -> None:
+    """The sort-free thresholds keep exactly the tokens the sort-based filter keeps."""
+    from sglang_nb.runtime.layers.attention.triton_ops.sampling import top_k_top_p_threshold
+
+    gen = torch.Generator().manual_seed(7)
+    probs = torch.softmax(torch.randn(6, vocab, generator=gen) * 4, -1)
+    ks = torch.tensor([1, 5, vocab, vocab, 50, 3])
+    ps = torch.tensor([1.0, 1.0, 0.9, 0.5, 0.8, 0.1])
+    thr = top_k_top_p_threshold(probs.to(device), ks.to(device), ps.to(device)).cpu()
+    sorted_p, order = probs.sort(-1, descending=True)
+    for i in range(len(ks)):
+        kept = (torch.arange(vocab) < ks[i]) & ~((sorted_p[i].cumsum(0) - sorted_p[i]) > ps[i])
+        want = torch.zeros(vocab, dtype=torch.bool)
+        want[order[i][kept]] = True
+        assert torch.equal(probs[i] >= thr[i], want), i

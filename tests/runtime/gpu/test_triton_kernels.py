@@ -9,7 +9,15 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from kernel_checks import check_decode, check_elementwise, check_extend  # noqa: E402
+from kernel_checks import (  # noqa: E402
+    check_decode,
+    check_elementwise,
+    check_extend,
+    check_gemv,
+    check_kv_indices,
+    check_rope_store,
+    check_top_k_top_p,
+)
 
 pytestmark = pytest.mark.gpu
 DTYPES = [torch.bfloat16, torch.float16]
@@ -47,3 +55,18 @@ def test_decode_fp32_exact() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_elementwise(dtype: torch.dtype) -> None:
     check_elementwise("cuda", dtype, hidden=4096, tokens=33)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n,k", [(6144, 4096), (1000, 14336), (128256, 256)])
+def test_gemv_and_fused_prologues(dtype: torch.dtype, n: int, k: int) -> None:
+    check_gemv("cuda", dtype, n, k)
+
+
+def test_rope_store_and_kv_indices() -> None:
+    check_rope_store("cuda", torch.bfloat16)
+    check_kv_indices("cuda")
+
+
+def test_top_k_top_p_without_sort() -> None:
+    check_top_k_top_p("cuda")

@@ -152,3 +152,90 @@ def store_kv(k: torch.Tensor, v: torch.Tensor, loc: torch.Tensor, k_buf: torch.T
     _store_kv_kernel[(n,)](k, v, loc, k_buf, v_buf, k.stride(0), v.stride(0), k_buf.stride(0), v_buf.stride(0),
                            K_ROW=k_row, V_ROW=v_row, BLOCK_K=triton.next_power_of_2(k_row),
                            BLOCK_V=triton.next_power_of_2(v_row), num_warps=4)
+
+
+@triton.jit
+def _rotate_rows(Src, Dst, Dst2, cos, sin, num_heads, HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr,
+                 NEOX: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr,
+                 HAS_DST2: tl.constexpr):  # noqa: ANN001
+    """Rotate `num_heads` heads of one token from Src into Dst (and Dst2)."""
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_r = tl.arange(0, BLOCK_R)
+    if NEOX:
+        i1 = offs_r
+        i2 = offs_r + ROT_HALF
+    else:
+        i1 = offs_r * 2
+        i2 = offs_r * 2 + 1
+    m = (offs_h < num_heads)[:, None] & (offs_r < ROT_HALF)[None, :]
+    rows = offs_h[:, None] * HEAD_DIM
+    x1 = tl.load(Src + rows + i1[None, :], mask=m, other=0.0).to(tl.float32)
+    x2 = tl.load(Src + rows + i2[None, :], mask=m, other=0.0).to(tl.float32)
+    y1 = (x1 * cos[None, :] - x2 * sin[None, :]).to(Dst.dtype.element_ty)
+    y2 = (x2 * cos[None, :] + x1 * sin[None, :]).to(Dst.dtype.element_ty)
+    tl.store(Dst + rows + i1[None, :], y1, mask=m)
+    tl.store(Dst + rows + i2[None, :], y2, mask=m)
+    if HAS_DST2:
+        tl.store(Dst2 + rows + i1[None, :], y1, mask=m)
+        tl.store(Dst2 + rows + i2[None, :], y2, mask=m)
+    if BLOCK_REST > 0:  # partial rotary: the remaining dims pass through
+        offs_rest = 2 * ROT_HALF + tl.arange(0, BLOCK_REST)
+        mr = (offs_h < num_heads)[:, None] & (offs_rest < HEAD_DIM)[None, :]
+        rest = tl.load(Src + rows + offs_rest[None, :], mask=mr, other=0.0)
+        tl.store(Dst + rows + offs_rest[None, :], rest, mask=mr)
+        if HAS_DST2:
+            tl.store(Dst2 + rows + offs_rest[None, :], rest, mask=mr)
+
+
+@triton.jit
+def _rope_store_kernel(Pos, QKV, Q_out, K_out, Loc, K_buf, V_buf, Cos, Sin, stride_qkv, stride_cos,
+                       stride_kb, stride_vb, num_q_heads, num_kv_heads, V_ROW: tl.constexpr,
+                       HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_HQ: tl.constexpr,
+                       BLOCK_HK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr,
+                       BLOCK_V: tl.constexpr):  # noqa: ANN001
+    t = tl.program_id(0).to(tl.int64)
+    pos = tl.load(Pos + t).to(tl.int64)
+    slot = tl.load(Loc + t).to(tl.int64)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_r = offs_r < ROT_HALF
+    cos = tl.load(Cos + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(Sin + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    src = QKV + t * stride_qkv
+    q_row = num_q_heads * HEAD_DIM
+    k_row = num_kv_heads * HEAD_DIM
+    _rotate_rows(src, Q_out + t * q_row, Q_out, cos, sin, num_q_heads, HEAD_DIM, ROT_HALF, NEOX, BLOCK_HQ, BLOCK_R,
+                 BLOCK_REST, False)
+    _rotate_rows(src + q_row, K_out + t * k_row, K_buf + slot * stride_kb, cos, sin, num_kv_heads, HEAD_DIM,
+                 ROT_HALF, NEOX, BLOCK_HK, BLOCK_R, BLOCK_REST, True)
+    offs_v = tl.arange(0, BLOCK_V)
+    mv = offs_v < V_ROW
+    tl.store(V_buf + slot * stride_vb + offs_v, tl.load(src + q_row + k_row + offs_v, mask=mv), mask=mv)
+
+
+def rope_and_store_kv(positions: torch.Tensor, qkv: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor,
+                      num_q_heads: int, num_kv_heads: int, head_dim: int, rotary_dim: int, is_neox_style: bool,
+                      loc: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One kernel for rotary q/k, the K/V pool write and a contiguous q.
+
+    qkv: [n, (q_heads + 2 * kv_heads) * head_dim] with unit inner stride. Writes rotated k and raw v
+    to k_buf[loc] / v_buf[loc] (rows of kv_heads * head_dim, unit inner stride) and returns
+    (q [n, q_heads * head_dim] rotated, k [n, kv_heads * head_dim] rotated, v view of qkv)."""
+    n = qkv.shape[0]
+    q_size, kv_size = num_q_heads * head_dim, num_kv_heads * head_dim
+    q = torch.empty((n, q_size), dtype=qkv.dtype, device=qkv.device)
+    k = torch.empty((n, kv_size), dtype=qkv.dtype, device=qkv.device)
+    v = qkv[:, q_size + kv_size:]
+    if n == 0:
+        return q, k, v
+    assert qkv.stride(1) == 1 and cos_cache.stride(1) == 1
+    rest = head_dim - rotary_dim
+    _rope_store_kernel[(n,)](positions, qkv, q, k, loc, k_buf, v_buf, cos_cache, sin_cache, qkv.stride(0),
+                             cos_cache.stride(0), k_buf.stride(0), v_buf.stride(0), num_q_heads, num_kv_heads,
+                             V_ROW=kv_size, HEAD_DIM=head_dim, ROT_HALF=rotary_dim // 2, NEOX=is_neox_style,
+                             BLOCK_HQ=triton.next_power_of_2(num_q_heads),
+                             BLOCK_HK=triton.next_power_of_2(num_kv_heads),
+                             BLOCK_R=triton.next_power_of_2(max(rotary_dim // 2, 1)),
+                             BLOCK_REST=triton.next_power_of_2(rest) if rest > 0 else 0,
+                             BLOCK_V=triton.next_power_of_2(kv_size), num_warps=4)
+    return q, k, v
