@@ -31,6 +31,10 @@ class ScheduleBatch:
         self.device = device
         self.forward_mode = ForwardMode.EXTEND
         self.forward_batch: ForwardBatch | None = None  # set by the scheduler after prepare_for_*
+        # Decode reuses the sampling tensors while the batch keeps the same requests and none of them
+        # needs per-step sampling state (penalty counts, min-new-tokens masks, grammar masks).
+        self._sampling_reqs: list[Req] = []
+        self._sampling_info: SamplingBatchInfo | None = None
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -145,22 +149,25 @@ class ScheduleBatch:
         self.forward_mode = ForwardMode.DECODE
         reqs = self.reqs
         locs = self.alloc_token_slots(len(reqs))
-        rows = torch.tensor([r.req_pool_idx for r in reqs], dtype=torch.int64)
-        positions_cpu = torch.tensor([r.kv_committed_len for r in reqs], dtype=torch.int64)
-        self.req_to_token_pool.req_to_token[rows.to(self.device), positions_cpu.to(self.device)] = locs.to(torch.int32)
+        positions = [r.kv_committed_len for r in reqs]
+        seq_lens = [p + 1 for p in positions]
+        # Under overlap scheduling the last token may still be on the device (the loop substitutes it).
+        last_ids = [r.output_ids[-1] if r.output_ids else 0 for r in reqs]
+        # One host-to-device copy for the four per-request index vectors (each copy costs ~10 us).
+        dev = self.device
+        host = torch.tensor([last_ids, positions, [r.req_pool_idx for r in reqs], seq_lens], dtype=torch.int64)
+        packed = host.to(dev, non_blocking=True)
+        rows = packed[2]
+        self.req_to_token_pool.req_to_token[rows, packed[1]] = locs.to(torch.int32)
         for req in reqs:
             req.kv_committed_len += 1
-        seq_lens = [r.kv_committed_len for r in reqs]
-        dev = self.device
         fb = ForwardBatch(
             forward_mode=ForwardMode.DECODE,
             batch_size=len(reqs),
-            # Under overlap scheduling the last token may still be on the device (the loop substitutes it).
-            input_ids=torch.tensor([r.output_ids[-1] if r.output_ids else 0 for r in reqs],
-                                   dtype=torch.int64).to(dev, non_blocking=True),
-            positions=positions_cpu.to(dev, non_blocking=True),
-            req_pool_indices=rows.to(dev, non_blocking=True),
-            seq_lens=torch.tensor(seq_lens, dtype=torch.int32).to(dev, non_blocking=True),
+            input_ids=packed[0],
+            positions=packed[1],
+            req_pool_indices=rows,
+            seq_lens=packed[3].to(torch.int32),
             seq_lens_cpu=seq_lens,
             out_cache_loc=locs,
             req_to_token_pool=self.req_to_token_pool,
@@ -169,8 +176,18 @@ class ScheduleBatch:
             top_logprobs_nums=[r.top_logprobs_num if r.return_logprob else 0 for r in reqs],
             token_ids_logprobs=[r.token_ids_logprob if r.return_logprob else None for r in reqs],
         )
-        fb.sampling_info = SamplingBatchInfo.from_reqs(reqs, self.vocab_size, dev)
+        fb.sampling_info = self._decode_sampling_info(dev)
         return fb
+
+    def _decode_sampling_info(self, dev: str) -> SamplingBatchInfo:
+        reqs, cached = self.reqs, self._sampling_reqs
+        if self._sampling_info is not None and len(reqs) == len(cached) and all(a is b for a, b in zip(reqs, cached)):
+            return self._sampling_info
+        info = SamplingBatchInfo.from_reqs(reqs, self.vocab_size, dev)
+        static = info.output_counts is None and info.min_tokens_mask is None and info.grammars is None
+        # The cache holds the requests themselves, so an identity match cannot be a recycled object.
+        self._sampling_reqs, self._sampling_info = (list(reqs), info) if static else ([], None)
+        return info
 
     # ---- membership --------------------------------------------------------------------------
 
