@@ -26,7 +26,7 @@ MATMUL_FLOPS_PER_TOKEN = 2 * LAYERS * (PARAMS_LAYER - 2 * HIDDEN)  # prefill: no
 CEILING_75 = {"H100": 5500.0, "H200": 7900.0}  # runtime_internals.md §7.5, random 2048/1024 avg, measured BW
 
 
-def stage_one_batch(out: str) -> None:
+def stage_one_batch(out: str, attention_backend: str | None = None, tag: str = "") -> None:
     import torch
 
     from sglang_nb.runtime.bench.bench_one_batch import StaticBatchRunner, latency_test_run_once
@@ -34,8 +34,10 @@ def stage_one_batch(out: str) -> None:
 
     t0 = time.time()
     r = StaticBatchRunner(ServerArgs(model_path=MODEL, load_format="dummy", skip_tokenizer_init=True,
-                                     dtype="bfloat16", device="cuda"))
+                                     dtype="bfloat16", device="cuda", attention_backend=attention_backend))
     res: dict = {"startup_s": time.time() - t0, "max_total_num_tokens": r.max_total_num_tokens,
+                 "attention_backend": r.runner.attention_backend_name,
+                 "decode_gemv": os.environ.get("SGLANG_NB_DECODE_GEMV", "1") != "0",
                  "graph_capture_s": getattr(r.runner.cuda_graph_runner, "capture_time", None)}
     latency_test_run_once(r, "warmup", 1, 128, 16, 0)
     res["bs1"] = latency_test_run_once(r, "bs1", 1, 128, 256, 0)
@@ -43,9 +45,12 @@ def stage_one_batch(out: str) -> None:
     res["prefill_8x2048"] = latency_test_run_once(r, "prefill", 8, 2048, 2, 0)
     res["prefill_8x2048_b"] = latency_test_run_once(r, "prefill", 8, 2048, 2, 0)
     res["graph_replay_ms"] = _graph_only(r, torch)
-    res["profile_bs1"] = _profile_decode(r, 1, 128)
-    res["profile_prefill"] = _profile_prefill(r)
-    with open(os.path.join(out, "one_batch.json"), "w") as f:
+    res["host_bs1"] = _host_breakdown(r, torch)
+    if not tag:
+        res["profile_bs1"] = _profile_decode(r, 1, 128)
+        res["profile_bs64"] = _profile_decode(r, 64, 1024)
+        res["profile_prefill"] = _profile_prefill(r)
+    with open(os.path.join(out, f"one_batch{tag}.json"), "w") as f:
         json.dump(res, f, indent=1)
 
 
@@ -57,7 +62,11 @@ def _graph_only(r, torch) -> dict:  # noqa: ANN001
     out = {}
     for bs in (1, 64):
         pbs = g.padded_size(bs)
-        g.seq_lens[:pbs].fill_(1024 if bs == 64 else 256)
+        length = 1024 if bs == 64 else 256
+        g.seq_lens[:pbs].fill_(length)
+        padded = g._batch(pbs)
+        padded.seq_lens_cpu = [length] * pbs
+        r.runner.attn_backend.init_forward_metadata_replay_cuda_graph(padded)  # plans for this length
         torch.cuda.synchronize()
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         for _ in range(3):
@@ -70,6 +79,30 @@ def _graph_only(r, torch) -> dict:  # noqa: ANN001
         out[str(bs)] = s.elapsed_time(e) / 50
         g.seq_lens[:pbs].fill_(1)
     return out
+
+
+def _host_breakdown(r, torch, steps: int = 50) -> dict:  # noqa: ANN001
+    """Mean host milliseconds per bs1 decode step: batch preparation, forward launch (graph replay and
+    backend planning), sampling launch, and the wait for the device."""
+    reqs = r.new_reqs([[5] * 128], steps + 8)
+    ids, _, batch = r.extend(reqs)
+    parts = {"prepare": 0.0, "forward": 0.0, "sample": 0.0, "wait": 0.0}
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        fb = batch.prepare_for_decode()
+        fb.input_ids = ids
+        t1 = time.perf_counter()
+        out = r.runner.forward(fb)
+        t2 = time.perf_counter()
+        ids = r.runner.sample(out, fb)
+        t3 = time.perf_counter()
+        torch.cuda.synchronize()
+        t4 = time.perf_counter()
+        if i >= 3:
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key] += dt * 1e3 / steps
+    r.release(batch)
+    return parts
 
 
 def _profile_decode(r, bs: int, ctx: int) -> str:  # noqa: ANN001
@@ -157,6 +190,7 @@ def report(out: str) -> str:
         lines += ["", f"Graph replay only (device time, no host work): bs1 {g.get('1', 0):.2f} ms, "
                       f"bs64 {g.get('64', 0):.2f} ms; start-up {ob.get('startup_s', 0):.0f} s "
                       f"(graphs {ob.get('graph_capture_s') or 0:.0f} s), KV pool {ob.get('max_total_num_tokens')} tokens"]
+    lines += _variant_lines(out, bw, mm)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
@@ -166,6 +200,29 @@ def report(out: str) -> str:
     return text
 
 
+def _variant_lines(out: str, bw: float | None, mm: float | None) -> list[str]:
+    """One row per one_batch*.json: the decode/prefill numbers of each backend/GEMV variant."""
+    import glob
+
+    rows = ["", "| variant | bs1 ms/token (% floor) | bs64 ms/step (% floor) | graph replay bs1 / bs64 ms "
+                "| host bs1 ms: prepare / forward / sample / wait | prefill 8x2048 ms |", "|---|---|---|---|---|---|"]
+    for path in sorted(glob.glob(os.path.join(out, "one_batch*.json"))):
+        ob = json.load(open(path))
+        name = f"{ob.get('attention_backend', '?')}{'' if ob.get('decode_gemv', True) else ', cuBLAS GEMV'}"
+        b1, b64 = (ob.get("bs1") or {}).get("median_decode_latency"), (ob.get("bs64") or {}).get("median_decode_latency")
+        f1 = (STREAMED_BYTES + 256 * KV_BYTES_PER_TOKEN) / bw if bw else 0
+        f64 = (STREAMED_BYTES + 64 * (1024 + 32) * KV_BYTES_PER_TOKEN) / bw if bw else 0
+        g = ob.get("graph_replay_ms") or {}
+        h = ob.get("host_bs1") or {}
+        pf = [ob[k]["prefill_latency"] for k in ("prefill_8x2048", "prefill_8x2048_b") if ob.get(k)]
+        rows.append(f"| {name} ({os.path.basename(path)}) | "
+                    f"{b1 * 1e3:.2f} ({f1 / b1:.1%}) | {b64 * 1e3:.2f} ({f64 / b64:.1%}) | "
+                    f"{g.get('1', 0):.2f} / {g.get('64', 0):.2f} | "
+                    f"{h.get('prepare', 0):.3f} / {h.get('forward', 0):.3f} / {h.get('sample', 0):.3f} / "
+                    f"{h.get('wait', 0):.3f} | {min(pf) * 1e3 if pf else 0:.1f} |" if b1 and b64 else f"| {name} | failed |")
+    return rows if len(rows) > 3 else []
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", required=True)
@@ -173,14 +230,15 @@ def main() -> None:
     p.add_argument("--stage", default="", help=argparse.SUPPRESS)
     p.add_argument("--num-prompts", type=int, default=500)
     p.add_argument("--attention-backend", default=None)
+    p.add_argument("--tag", default="", help="suffix of the one_batch JSON file (variants)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.stage == "one_batch":
-        return stage_one_batch(args.out)
+        return stage_one_batch(args.out, args.attention_backend, args.tag)
     if args.stage == "offline":
         return stage_offline(args.out, args.num_prompts, args.attention_backend)
     py = sys.executable
-    for stage in args.stages.split(","):
+    for stage in filter(None, args.stages.split(",")):
         t = time.time()
         if stage == "roofline":
             cmd = [py, os.path.join(HERE, "gpu_roofline.py"), "--json", os.path.join(args.out, "roofline.json")]
