@@ -70,7 +70,7 @@ class TorchNativeAttnBackend(AttentionBackend):
                 ki, vi = k[start:start + ext_len], v[start:start + ext_len]
             else:
                 loc = self._kv_indices[i]
-                ki, vi = k_buf[loc], v_buf[loc]
+                ki, vi = k_buf.index_select(0, loc), v_buf.index_select(0, loc)
             ki, vi = ki.transpose(0, 1), vi.transpose(0, 1)  # [kvh, seq, d]
             mask = self._extend_mask(prefix_len, ext_len, layer.sliding_window_size)
             oi = _attend(qi.unsqueeze(0), ki.unsqueeze(0), vi.unsqueeze(0), mask, layer,
@@ -106,8 +106,12 @@ class TorchNativeAttnBackend(AttentionBackend):
         loc = self._kv_indices
         assert isinstance(loc, torch.Tensor)
         bs = loc.shape[0]
-        keys = forward_batch.token_to_kv_pool.get_key_buffer(layer.layer_id)[loc].transpose(1, 2)  # [bs, kvh, L, hd]
-        values = forward_batch.token_to_kv_pool.get_value_buffer(layer.layer_id)[loc].transpose(1, 2)
+        # index_select on the flattened slots is several times faster on CPU than 2-D advanced indexing.
+        flat = loc.view(-1)
+        keys = forward_batch.token_to_kv_pool.get_key_buffer(layer.layer_id).index_select(0, flat)
+        keys = keys.view(bs, -1, kvh, hd).transpose(1, 2)  # [bs, kvh, L, hd]
+        values = forward_batch.token_to_kv_pool.get_value_buffer(layer.layer_id).index_select(0, flat)
+        values = values.view(bs, -1, kvh, vd).transpose(1, 2)
         mask = self._decode_mask
         if layer.sliding_window_size > 0:
             mask = self._decode_window_mask(forward_batch, layer.sliding_window_size, loc.shape[1])
