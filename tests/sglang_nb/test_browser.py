@@ -44,24 +44,34 @@ def lab(tmp_path: Path, shared_rt: Any) -> Any:
          "--ip=127.0.0.1", f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={token}",
          "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "JUPYTER_TOKEN": token})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/status?token={token}", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (tmp_path / "lab.log").read_text()
-        time.sleep(0.5)
-    yield url, token
-    os.killpg(proc.pid, signal.SIGTERM)
+        env={**os.environ, "JUPYTER_TOKEN": token}, preexec_fn=_die_with_parent)
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/api/status?token={token}", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "lab.log").read_text()
+            time.sleep(0.5)
+        yield url, token
+    finally:
+        # JupyterLab and the kernels it started share its session: end the whole group, whatever happened.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL JupyterLab if the test process dies without tearing the fixture down."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def test_quickstart_in_jupyterlab(lab: Any) -> None:
