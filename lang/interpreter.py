@@ -298,7 +298,7 @@ class StreamExecutor:
             for fut in futures:
                 if not fut.done():
                     if self.error_ is not None:
-                        fut.set_exception(_program_error(self.error_))
+                        fut.set_exception(program_error(self.error_))
                     else:
                         fut.set_result(None)
 
@@ -530,7 +530,8 @@ def _produced_name(node: SglExpr) -> Any:
     return _NO_NAME
 
 
-def _program_error(error: BaseException) -> ProgramError:
+def program_error(error: BaseException) -> ProgramError:
+    """The error readers of a failed state get (chained to the original)."""
     err = ProgramError(f"The program failed: {type(error).__name__}: {error}")
     err.__cause__ = error
     return err

@@ -96,9 +96,6 @@ class SglExpr:
     def __radd__(self, other: Any) -> SglExprList:
         return SglExprList(_as_list(_to_expr(other)) + _as_list(self))
 
-    def concatenate_ir(self, a: SglExpr, b: SglExpr) -> SglExprList:
-        return SglExprList(_as_list(a) + _as_list(b))
-
     def print_graph_dfs(self) -> str:
         """One line per node reachable backwards through `prev_node` (for tracing output)."""
         lines, node = [], self

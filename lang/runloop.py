@@ -83,9 +83,3 @@ def wait(fut: cf.Future[T], timeout: float | None = None) -> T:
 async def wait_async(fut: cf.Future[T]) -> T:
     """Await `fut` from any event loop (the program loop included: it is never blocked by this)."""
     return await asyncio.wrap_future(fut)
-
-
-def resolved(value: T) -> cf.Future[T]:
-    fut: cf.Future[T] = cf.Future()
-    fut.set_result(value)
-    return fut

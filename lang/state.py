@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import runloop
-from .interpreter import ProgramError, StreamExecutor
+from .interpreter import StreamExecutor, program_error
 from .ir import (
     SglConstantText,
     SglExpr,
@@ -120,7 +120,7 @@ class ProgramState:
             self.sync()
         if name not in ex.variables:
             if ex.error_ is not None:
-                raise _error(ex) from ex.error_
+                raise program_error(ex.error_)
             raise KeyError(name)
         return ex.variables[name]
 
@@ -295,10 +295,6 @@ def _merge_meta(pending: dict[str, Any] | None, meta: dict[str, Any]) -> dict[st
         if key in meta or key in pending:
             merged[key] = list(pending.get(key) or []) + list(meta.get(key) or [])
     return merged
-
-
-def _error(ex: StreamExecutor) -> ProgramError:
-    return ProgramError(f"The program failed: {type(ex.error_).__name__}: {ex.error_}")
 
 
 class ProgramStateGroup:

@@ -50,10 +50,6 @@ class RequestLog:
             self.records.append(record)
         return record
 
-    def extend(self, other: RequestLog) -> None:
-        with self._lock, other._lock:
-            self.records.extend(other.records)
-
     def snapshot(self) -> list[RequestRecord]:
         with self._lock:
             return list(self.records)
