@@ -100,7 +100,7 @@ class Runtime:
                          or "SmolLM2-135M-Instruct (embedded)")
         base = registry_dir()
         self.log_path = str(base / f"runtime-{self.id}.log")
-        self._ready_file = base / f"runtime-{self.id}.ready"
+        self._ready_file: Path | None = base / f"runtime-{self.id}.ready"
         cmd = [sys.executable, "-m", "sglang_nb.launch_server", "--host", "127.0.0.1", "--port", "0",
                "--ready-file", str(self._ready_file), "--stdin-lifeline", "--log-level", log_level, *flags]
         env = {**os.environ, "SGLANG_NB_API_KEY": self.api_key, "PYTHONUNBUFFERED": "1"}
@@ -171,7 +171,7 @@ class Runtime:
         self.log_path, self.url, self.pid, self.record = record.log_path, record.url, record.pid, record
         self.port = int(self.url.rsplit(":", 1)[-1].split("/")[0]) if ":" in self.url else 0
         self.process, self._endpoint = None, None
-        self._ready_file = Path(os.devnull)
+        self._ready_file = None  # an attached runtime has no ready-file of ours
         self._finalizer = weakref.finalize(self, lambda: None)
         return self
 
@@ -345,8 +345,9 @@ class Runtime:
             with contextlib.suppress(OSError):
                 os.unlink(self.log_path)  # a clean stop; a runtime that crashed keeps its log
         self.process = None
-        with contextlib.suppress(OSError):
-            self._ready_file.unlink()
+        if self._ready_file is not None:
+            with contextlib.suppress(OSError):
+                self._ready_file.unlink()
         if _CURRENT.get("runtime") is self:
             _CURRENT.pop("runtime")
 
