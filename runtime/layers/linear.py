@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import get_tp_group, tensor_model_parallel_all_reduce
+from .cpu_linear import packed_linear
 from .fused_decode import linear as fused_linear
 
 
@@ -51,6 +52,8 @@ class LinearBase(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = fused_linear(x, self.weight, self.bias)  # one-row GPU inputs: a full-bandwidth GEMV
+        if y is None:
+            y = packed_linear(x, self.weight, self.bias, self)  # small CPU batches: oneDNN
         return y if y is not None else F.linear(x, self.weight, self.bias)
 
 
@@ -168,6 +171,8 @@ class RowParallelLinear(LinearBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias if self.tp_rank == 0 else None
         out = fused_linear(x, self.weight, bias)
+        if out is None:
+            out = packed_linear(x, self.weight, bias, self)
         if out is None:
             out = F.linear(x, self.weight, bias)
         if self.reduce_results and self.tp_size > 1:

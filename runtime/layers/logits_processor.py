@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..distributed import get_tp_group, tensor_model_parallel_all_gather
+from .cpu_linear import packed_linear
 from .fused_decode import linear as fused_linear
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def _project(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
                 return torch.mm(hidden, weight.t(), out_dtype=torch.float32)
             except (TypeError, RuntimeError, NotImplementedError):
                 _MM_OUT_DTYPE[0] = False
-    return torch.matmul(hidden, weight.t())
+    packed = packed_linear(hidden, weight, None, weight)
+    return packed if packed is not None else torch.matmul(hidden, weight.t())
 
 
 class LogitsProcessor(nn.Module):

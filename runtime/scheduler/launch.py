@@ -16,10 +16,21 @@ import threading
 from typing import Any
 
 
-def _lifeline(stream: Any) -> None:
-    while stream.read(1 << 16):
+def _lifeline(fd: int) -> None:
+    # os.read, not the buffered stdin object: its lock must not be held at interpreter shutdown.
+    while os.read(fd, 1 << 16):
         pass
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    buf = b""
+    while len(buf) < size:
+        chunk = os.read(fd, size - len(buf))
+        if not chunk:
+            raise SystemExit("the parent closed the launch pipe")
+        buf += chunk
+    return buf
 
 
 def _load_external_models(specs: list[tuple[str, str, str, str | None]]) -> dict[str, type]:
@@ -52,10 +63,10 @@ def _load_external_models(specs: list[tuple[str, str, str, str | None]]) -> dict
 def main() -> None:
     # Interrupt in a notebook signals the kernel's whole process group; never let it reach us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stdin = sys.stdin.buffer
-    (size,) = struct.unpack("!Q", stdin.read(8))
-    spec = pickle.loads(stdin.read(size))
-    threading.Thread(target=_lifeline, args=(stdin,), daemon=True, name="lifeline").start()
+    fd = sys.stdin.fileno()
+    (size,) = struct.unpack("!Q", _read_exact(fd, 8))
+    spec = pickle.loads(_read_exact(fd, size))
+    threading.Thread(target=_lifeline, args=(fd,), daemon=True, name="lifeline").start()
     ready = os.fdopen(spec["ready_fd"], "wb", buffering=0)
 
     def report(msg: dict[str, Any]) -> None:
