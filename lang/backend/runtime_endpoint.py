@@ -1,8 +1,10 @@
 """RuntimeEndpoint: programs against a server's native HTTP API (this project's or SGLang's).
 
 Uses `/get_model_info`, `/generate` (JSON and SSE), `/flush_cache`, `/get_server_info` (falling back
-to `/server_info`). When the server's tokenizer directory exists on this machine it is loaded, so
-`select` scoring and batch prefills work on exact token ids.
+to `/server_info`) and `/tokenize`. Servers that publish their chat template in `/get_model_info`
+(this project's) lend their tokenizer through `ServerTokenizer`; otherwise, when the server's
+tokenizer directory exists on this machine it is loaded. Either way `select` scoring and batch
+prefills work on exact token ids.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 
 from .native import NativeBackend, local_tokenizer
+from .server_tokenizer import ServerTokenizer
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -50,7 +53,13 @@ class RuntimeEndpoint(NativeBackend):
         model_info = self._get("/get_model_info")
         if not isinstance(model_info, dict) or ("model_path" not in model_info and chat_template_name is None):
             raise ServerError(0, f"{self.base_url}/get_model_info did not return a model_path: {model_info!r}")
-        super().__init__(model_info, chat_template_name, local_tokenizer(model_info.get("tokenizer_path")))
+        super().__init__(model_info, chat_template_name, self._tokenizer_for(model_info))
+
+    def _tokenizer_for(self, model_info: dict[str, Any]) -> Any:
+        template = model_info.get("chat_template")
+        if isinstance(template, str):
+            return ServerTokenizer(template, dict(model_info.get("chat_template_tokens") or {}), self._post_json)
+        return local_tokenizer(model_info.get("tokenizer_path"))
 
     # ---- HTTP ----------------------------------------------------------------------------------
 
@@ -61,6 +70,12 @@ class RuntimeEndpoint(NativeBackend):
     def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         with httpx.Client(timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S), verify=self.verify) as client:
             return client.request(method, self.base_url + path, json=body, headers=self.headers)
+
+    def _post_json(self, path: str, body: dict[str, Any]) -> Any:
+        response = self._request("POST", path, body)
+        if response.status_code != 200:
+            raise ServerError(response.status_code, _decode(response))
+        return _decode(response)
 
     def _get(self, path: str) -> Any:
         response = self._request("GET", path)

@@ -105,7 +105,21 @@ class ModelInfoHandler(BaseHandler):
         info = self.ctx.engine.get_model_info()
         self.write_json({**info, "served_model_name": self.ctx.model_name, "preferred_sampling_params": None,
                          "weight_version": "default", "has_image_understanding": self.ctx.is_multimodal,
-                         "has_audio_understanding": False, "context_length": self.ctx.context_len})
+                         "has_audio_understanding": False, "context_length": self.ctx.context_len,
+                         **_template_info(self.ctx.tokenizer)})
+
+
+def _template_info(tokenizer: Any) -> dict[str, Any]:
+    """The tokenizer's Jinja chat template and the special tokens it renders with.
+
+    Clients derive role markers from these (the frontend language does) without loading the
+    tokenizer themselves; servers without them leave both keys out.
+    """
+    source = getattr(tokenizer, "chat_template", None)
+    if not isinstance(source, str):
+        return {}
+    specials = {name: getattr(tokenizer, name, None) for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    return {"chat_template": source, "chat_template_tokens": {k: v for k, v in specials.items() if isinstance(v, str)}}
 
 
 class ServerInfoHandler(BaseHandler):

@@ -64,3 +64,34 @@ def test_runtime_helpers(tiny_runtime):
     assert out["meta_info"]["completion_tokens"] == 3
     assert tiny_runtime.get_tokenizer().encode("hi")
     assert httpx.get(tiny_runtime.url + "/health").status_code in (200, 401)
+
+
+def test_endpoint_lends_the_servers_tokenizer(tiny_runtime, tiny_text_model):
+    from transformers import AutoTokenizer
+
+    from sglang_nb.lang.backend.server_tokenizer import ServerTokenizer
+    from sglang_nb.lang.chat_template import chat_template_from_tokenizer
+
+    endpoint = sgl.RuntimeEndpoint(tiny_runtime.url, api_key=tiny_runtime.api_key)
+    assert isinstance(endpoint.tokenizer, ServerTokenizer)  # no tokenizer loaded in the client
+    local = AutoTokenizer.from_pretrained(tiny_text_model)
+    for text in ("Hello world", "  spaces\tand\nnewlines", "ünïcödé 123"):
+        assert endpoint.tokenizer.encode(text) == local.encode(text)
+    assert endpoint.chat_template == chat_template_from_tokenizer(local)
+
+
+def test_server_tokenizer_renders_like_transformers(smollm_engine):
+    from sglang_nb.lang.backend.server_tokenizer import ServerTokenizer
+
+    tok = smollm_engine.get_tokenizer()
+    shim = ServerTokenizer(tok.chat_template, {"bos_token": tok.bos_token, "eos_token": tok.eos_token},
+                           lambda path, body: pytest.fail("rendering needs no server"))
+    chats = [[{"role": "user", "content": "hi"}],
+             [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+              {"role": "assistant", "content": "4"}]]
+    for messages in chats:
+        for gen_prompt in (False, True):
+            assert shim.apply_chat_template(messages, add_generation_prompt=gen_prompt) == \
+                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
+    with pytest.raises(ValueError, match="text only"):
+        shim.apply_chat_template(chats[0], tokenize=True)
