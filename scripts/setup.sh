@@ -16,3 +16,8 @@ pip install -q -e ".${extras}"
 # Editable installs skip data-files: put the server-extension config where a wheel install puts it.
 mkdir -p .venv/etc/jupyter/jupyter_server_config.d
 cp extensions/jupyter_server_config.d/sglang_nb.json .venv/etc/jupyter/jupyter_server_config.d/
+# Convert the embedded model's GGUF once now (cached under ~/.cache/sglang_nb), so the first
+# start of an Engine, a server or `%sgl start` does not pay for it.
+python -c 'from sglang_nb.runtime.model_loader.gguf import ensure_converted
+from sglang_nb.runtime.model_loader.resolve import default_model_path
+ensure_converted(default_model_path())'
