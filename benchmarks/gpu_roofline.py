@@ -27,12 +27,16 @@ def _time_ms(fn, iters: int) -> float:  # noqa: ANN001
     return start.elapsed_time(end) / iters
 
 
-def measure(copy_gib: float = 4.0, n: int = 8192) -> dict[str, float | str]:
+def _copy_bandwidth(copy_gib: float) -> float:
+    """Bytes/s of a device-to-device copy (read + write) of `copy_gib` GiB."""
     src = torch.empty(int(copy_gib * 2**30) // 2, dtype=torch.bfloat16, device="cuda").normal_()
     dst = torch.empty_like(src)
     ms = _time_ms(lambda: dst.copy_(src), 20)
-    copy_bw = 2 * src.numel() * 2 / (ms / 1e3)
-    del src, dst
+    return 2 * src.numel() * 2 / (ms / 1e3)
+
+
+def measure(copy_gib: float = 4.0, n: int = 8192) -> dict[str, float | str]:
+    copy_bw = _copy_bandwidth(copy_gib)
     a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
     b = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
     ms = _time_ms(lambda: torch.mm(a, b), 20)

@@ -47,7 +47,7 @@ while (($#)); do
   case $1 in
     warm) python3 "$root/scripts/flashinfer_warm.py" >"$work/warm.log" 2>&1 & warm_pid=$!; shift ;;
     waitwarm) [ -n "$warm_pid" ] && timeout "$(step_timeout 300)" tail --pid="$warm_pid" -f /dev/null; tail -5 "$work/warm.log"; shift ;;
-    tests) (cd "$root" && timeout "$(step_timeout 300)" python3 -m pytest -q -m gpu -p no:cacheprovider \
+    tests) (cd "$root" && timeout "$(step_timeout 560)" python3 -m pytest -q -m gpu -p no:cacheprovider \
               tests/runtime/gpu 2>&1 | tee "$work/gpu_tests.log" | tail -40); shift ;;
     pytest) (cd "$root" && eval timeout "$(step_timeout 300)" python3 -m pytest -q -p no:cacheprovider "$2" 2>&1 \
               | tee -a "$work/gpu_tests.log" | tail -40); shift 2 ;;

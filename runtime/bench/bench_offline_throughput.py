@@ -156,7 +156,7 @@ def print_result(r: dict[str, Any]) -> None:
             ("Output token throughput (tok/s):", f"{r['output_throughput']:.2f}"),
             ("Total token throughput (tok/s):", f"{r['total_throughput']:.2f}")]
     for label, value in rows:
-        print("{:<40} {:<10}".format(label, value))
+        print(f"{label:<40} {value:<10}")
     print("=" * 50, flush=True)
 
 

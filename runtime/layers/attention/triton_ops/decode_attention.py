@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import gdc_enter, use_pdl
+
 
 @triton.jit
 def _tanh(x):  # noqa: ANN001, ANN202 - Triton JIT
@@ -29,7 +31,9 @@ def _decode_stage1(Q, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Att_ou
                    stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
                    GROUP: tl.constexpr, HEADS_PER_PROG: tl.constexpr, NUM_SPLITS: tl.constexpr,
                    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-                   D: tl.constexpr, DV: tl.constexpr, USE_CAP: tl.constexpr, PREC: tl.constexpr):  # noqa: ANN001
+                   D: tl.constexpr, DV: tl.constexpr, USE_CAP: tl.constexpr, PREC: tl.constexpr,
+                   USE_GDC: tl.constexpr):  # noqa: ANN001
+    gdc_enter(USE_GDC)
     b = tl.program_id(0)
     hb = tl.program_id(1)
     split = tl.program_id(2)
@@ -86,9 +90,10 @@ def _decode_stage1(Q, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Att_ou
 
 
 @triton.jit
-def _decode_stage2(Att_out, Att_lse, O, stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
+def _decode_stage2(Att_out, Att_lse, Out, stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
                    stride_fb, stride_fh, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr,
-                   BLOCK_DV: tl.constexpr, DV: tl.constexpr):  # noqa: ANN001
+                   BLOCK_DV: tl.constexpr, DV: tl.constexpr, USE_GDC: tl.constexpr):  # noqa: ANN001
+    gdc_enter(USE_GDC)
     b = tl.program_id(0)
     h = tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
@@ -101,7 +106,7 @@ def _decode_stage2(Att_out, Att_lse, O, stride_ob, stride_oh, stride_os, stride_
     parts = tl.load(Att_out + b * stride_ob + h * stride_oh + offs_s[:, None] * stride_os + offs_dv[None, :],
                     mask=mask_s[:, None] & mask_dv[None, :], other=0.0)
     out = tl.sum(parts * w[:, None], 0) / tl.sum(w, 0)
-    tl.store(O + b * stride_fb + h * stride_fh + offs_dv, out.to(O.dtype.element_ty), mask=mask_dv)
+    tl.store(Out + b * stride_fb + h * stride_fh + offs_dv, out.to(Out.dtype.element_ty), mask=mask_dv)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -134,6 +139,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     block_d, block_dv = triton.next_power_of_2(head_dim), triton.next_power_of_2(dv)
     block_n = 32 if max(block_d, block_dv) >= 256 else 64
     grid = (bs, num_heads // hpp, splits)
+    pdl = use_pdl(q)
     _decode_stage1[grid](
         q, k_buffer, v_buffer, req_to_token, req_pool_indices, seq_lens, att_out, att_lse,
         sm_scale, float(logit_cap), int(sliding_window),
@@ -141,9 +147,10 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
         req_to_token.stride(0), att_out.stride(0), att_out.stride(1), att_out.stride(2),
         att_lse.stride(0), att_lse.stride(1),
         GROUP=group, HEADS_PER_PROG=hpp, NUM_SPLITS=splits, BLOCK_H=16, BLOCK_N=block_n, BLOCK_D=block_d,
-        BLOCK_DV=block_dv, D=head_dim, DV=dv, USE_CAP=logit_cap > 0, PREC=dot_precision(q.dtype), num_warps=4,
-        num_stages=2)
+        BLOCK_DV=block_dv, D=head_dim, DV=dv, USE_CAP=logit_cap > 0, PREC=dot_precision(q.dtype), USE_GDC=pdl,
+        num_warps=4, num_stages=2, launch_pdl=pdl)
     _decode_stage2[(bs, num_heads)](
         att_out, att_lse, o, att_out.stride(0), att_out.stride(1), att_out.stride(2),
         att_lse.stride(0), att_lse.stride(1), o.stride(0), o.stride(1),
-        NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits), BLOCK_DV=block_dv, DV=dv, num_warps=4)
+        NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits), BLOCK_DV=block_dv, DV=dv, USE_GDC=pdl, num_warps=4,
+        launch_pdl=pdl)

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import gdc_enter, use_pdl
+
 
 @triton.jit
 def _rmsnorm_kernel(X, R, W, Y, RES_OUT, stride_x, stride_r, stride_y, stride_ro, n_cols, eps,
@@ -192,7 +194,8 @@ def _rope_store_kernel(Pos, QKV, Q_out, K_out, Loc, K_buf, V_buf, Cos, Sin, stri
                        stride_kb, stride_vb, num_q_heads, num_kv_heads, V_ROW: tl.constexpr,
                        HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_HQ: tl.constexpr,
                        BLOCK_HK: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr,
-                       BLOCK_V: tl.constexpr):  # noqa: ANN001
+                       BLOCK_V: tl.constexpr, USE_GDC: tl.constexpr):  # noqa: ANN001
+    gdc_enter(USE_GDC)
     t = tl.program_id(0).to(tl.int64)
     pos = tl.load(Pos + t).to(tl.int64)
     slot = tl.load(Loc + t).to(tl.int64)
@@ -237,5 +240,6 @@ def rope_and_store_kv(positions: torch.Tensor, qkv: torch.Tensor, cos_cache: tor
                              BLOCK_HK=triton.next_power_of_2(num_kv_heads),
                              BLOCK_R=triton.next_power_of_2(max(rotary_dim // 2, 1)),
                              BLOCK_REST=triton.next_power_of_2(rest) if rest > 0 else 0,
-                             BLOCK_V=triton.next_power_of_2(kv_size), num_warps=4)
+                             BLOCK_V=triton.next_power_of_2(kv_size), USE_GDC=use_pdl(qkv), num_warps=4,
+                             launch_pdl=use_pdl(qkv))
     return q, k, v

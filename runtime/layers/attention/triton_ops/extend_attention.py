@@ -38,7 +38,7 @@ def _attend_block(q, k, v, qk_mask, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP:
 
 
 @triton.jit
-def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Ext_lens, Ext_start,
+def _extend_kernel(Q, K_ext, V_ext, Out, K_buf, V_buf, Req_to_token, Req_pool_idx, Seq_lens, Ext_lens, Ext_start,
                    sm_scale, logit_cap, window,
                    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
                    stride_kb, stride_kbh, stride_vb, stride_vbh, stride_rt,
@@ -123,8 +123,8 @@ def _extend_kernel(Q, K_ext, V_ext, O, K_buf, V_buf, Req_to_token, Req_pool_idx,
         m_i, l_i, acc = _attend_block(q, k, v, qk_mask, m_i, l_i, acc, qk_scale, logit_cap, USE_CAP, PREC, True)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    tl.store(O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_dv[None, :],
-             out.to(O.dtype.element_ty), mask=mask_m[:, None] & mask_dv[None, :])
+    tl.store(Out + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_dv[None, :],
+             out.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_dv[None, :])
 
 
 def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, k_buffer: torch.Tensor,

@@ -23,17 +23,49 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import gdc_enter, use_pdl
+
 PROLOGUES = {"none": 0, "rmsnorm": 1, "silu_mul": 2}
+
+
+@triton.jit
+def _x_tile(X, R, NW, K, offs_k, mk, rstd, PROLOGUE: tl.constexpr, HAS_RES: tl.constexpr,
+            GEMMA: tl.constexpr):  # noqa: ANN001, ANN202 - Triton JIT
+    """One tile of prologue(x) in fp32, rounded where the unfused layers round."""
+    dt = X.dtype.element_ty
+    if PROLOGUE == 0:
+        xv = tl.load(X + offs_k, mask=mk, other=0.0).to(tl.float32)
+    elif PROLOGUE == 1:
+        x = tl.load(X + offs_k, mask=mk, other=0.0)
+        if HAS_RES:
+            x = (x.to(tl.float32) + tl.load(R + offs_k, mask=mk, other=0.0).to(tl.float32)).to(dt)
+        xn = x.to(tl.float32) * rstd
+        nw = tl.load(NW + offs_k, mask=mk, other=0.0).to(tl.float32)
+        if GEMMA:
+            xv = (xn * (1.0 + nw)).to(dt).to(tl.float32)
+        else:
+            xv = (xn.to(dt).to(tl.float32) * nw).to(dt).to(tl.float32)
+    else:
+        g = tl.load(X + offs_k, mask=mk, other=0.0).to(tl.float32)
+        u = tl.load(X + K + offs_k, mask=mk, other=0.0)
+        act = (g * tl.sigmoid(g)).to(dt)
+        xv = (act.to(tl.float32) * u.to(tl.float32)).to(dt).to(tl.float32)
+    return xv
 
 
 @triton.jit
 def _gemv_kernel(X, R, NW, W, B, Y, RES_OUT, N, K, stride_w, eps,
                  PROLOGUE: tl.constexpr, HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr, GEMMA: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # noqa: ANN001
+                 USE_GDC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # noqa: ANN001
     pid = tl.program_id(0)
     offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
     offs_k0 = tl.arange(0, BLOCK_K)
+    mk0 = offs_k0 < K
+    w_rows = W + offs_n.to(tl.int64)[:, None] * stride_w
+    # The first weight tile does not depend on earlier kernels: read it before waiting for them.
+    w0 = tl.load(w_rows + offs_k0[None, :], mask=mask_n[:, None] & mk0[None, :], other=0.0)
+    gdc_enter(USE_GDC)
     dt = X.dtype.element_ty
     rstd = 0.0
     if PROLOGUE == 1:
@@ -48,28 +80,11 @@ def _gemv_kernel(X, R, NW, W, B, Y, RES_OUT, N, K, stride_w, eps,
             xf = x.to(tl.float32)
             ss += xf * xf
         rstd = tl.math.rsqrt(tl.sum(ss, 0) / K + eps)
-    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    w_rows = W + offs_n.to(tl.int64)[:, None] * stride_w
-    for k0 in range(0, K, BLOCK_K):
+    acc = w0.to(tl.float32) * _x_tile(X, R, NW, K, offs_k0, mk0, rstd, PROLOGUE, HAS_RES, GEMMA)[None, :]
+    for k0 in range(BLOCK_K, K, BLOCK_K):
         offs_k = k0 + offs_k0
         mk = offs_k < K
-        if PROLOGUE == 0:
-            xv = tl.load(X + offs_k, mask=mk, other=0.0).to(tl.float32)
-        elif PROLOGUE == 1:
-            x = tl.load(X + offs_k, mask=mk, other=0.0)
-            if HAS_RES:
-                x = (x.to(tl.float32) + tl.load(R + offs_k, mask=mk, other=0.0).to(tl.float32)).to(dt)
-            xn = x.to(tl.float32) * rstd
-            nw = tl.load(NW + offs_k, mask=mk, other=0.0).to(tl.float32)
-            if GEMMA:
-                xv = (xn * (1.0 + nw)).to(dt).to(tl.float32)
-            else:
-                xv = (xn.to(dt).to(tl.float32) * nw).to(dt).to(tl.float32)
-        else:
-            g = tl.load(X + offs_k, mask=mk, other=0.0).to(tl.float32)
-            u = tl.load(X + K + offs_k, mask=mk, other=0.0)
-            act = (g * tl.sigmoid(g)).to(dt)
-            xv = (act.to(tl.float32) * u.to(tl.float32)).to(dt).to(tl.float32)
+        xv = _x_tile(X, R, NW, K, offs_k, mk, rstd, PROLOGUE, HAS_RES, GEMMA)
         w = tl.load(w_rows + offs_k[None, :], mask=mask_n[:, None] & mk[None, :], other=0.0)
         acc += w.to(tl.float32) * xv[None, :]
     y = tl.sum(acc, 1)
@@ -106,9 +121,10 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
             res_out, n, k, weight.stride(0), eps)
     flags = dict(PROLOGUE=code, HAS_RES=code == 1 and residual is not None, HAS_BIAS=bias is not None, GEMMA=gemma)
     if _INTERPRET:
-        _gemv_kernel[(triton.cdiv(n, 8),)](*args, **flags, BLOCK_N=8, BLOCK_K=64)
+        _gemv_kernel[(triton.cdiv(n, 8),)](*args, **flags, USE_GDC=False, BLOCK_N=8, BLOCK_K=64)
     else:
-        _gemv_tuned[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](*args, **flags)
+        pdl = use_pdl(x)
+        _gemv_tuned[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](*args, **flags, USE_GDC=pdl, launch_pdl=pdl)
     if code == 1:
         return y, res_out.view(x.shape)
     return y
