@@ -32,7 +32,7 @@ from .global_config import global_config
 
 _LAZY = {
     "RuntimeEndpoint": ("sglang_nb.lang.backend.runtime_endpoint", "RuntimeEndpoint"),
-    "Runtime": ("sglang_nb.lang.backend.runtime", "Runtime"),
+    "Runtime": ("sglang_nb._runtime", "Runtime"),
     "OpenAI": ("sglang_nb.lang.backend.openai", "OpenAI"),
     "EngineBackend": ("sglang_nb.lang.backend.engine", "EngineBackend"),
     "SglFunction": ("sglang_nb.lang.program", "SglFunction"),

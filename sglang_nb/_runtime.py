@@ -85,7 +85,7 @@ class Runtime:
 
     def __init__(self, model_path: str | None = None, *, launch_timeout: float = DEFAULT_LAUNCH_TIMEOUT_S,
                  log_level: str = "info", progress: Callable[[str], None] | None = None,
-                 owner_kind: str = "kernel", **server_kwargs: Any) -> None:
+                 owner_kind: str = "kernel", chat_template_name: str | None = None, **server_kwargs: Any) -> None:
         reap_stale()
         if model_path is not None:
             server_kwargs["model_path"] = model_path
@@ -94,6 +94,7 @@ class Runtime:
                 raise ValueError(f"{reserved} is chosen by the runtime (127.0.0.1, a free port, a random key).")
         flags = server_flags(server_kwargs)
         self.id = uuid.uuid4().hex[:12]
+        self.chat_template_name = chat_template_name  # the language's template for programs (endpoint)
         self.api_key = secrets.token_urlsafe(24)
         self.owned = True
         self.model = str(server_kwargs.get("served_model_name") or server_kwargs.get("model_path")
@@ -113,7 +114,8 @@ class Runtime:
         self.record: RuntimeRecord | None = None
         self._endpoint: Any = None
         # Runs on garbage collection and at interpreter exit; the lifeline covers harder deaths.
-        self._finalizer = weakref.finalize(self, _terminate, self.process, [self.pid], None)
+        self._finalizer: weakref.finalize[..., Runtime] = weakref.finalize(
+            self, _terminate, self.process, [self.pid], None)
         try:
             self._wait_ready(launch_timeout, progress)
             self._register(owner_kind)
@@ -128,16 +130,16 @@ class Runtime:
     def _wait_ready(self, timeout: float, progress: Callable[[str], None] | None) -> None:
         t0 = time.monotonic()
         shown = -_PROGRESS_EVERY_S
-        proc = self.process
-        assert proc is not None
+        proc, ready_file = self.process, self._ready_file
+        assert proc is not None and ready_file is not None
         while True:
             elapsed = time.monotonic() - t0
             if proc.poll() is not None:
                 raise RuntimeStartError(f"The runtime exited with code {proc.returncode} while starting. "
                                         f"Log tail ({self.log_path}):\n{self.log_tail(30)}")
-            if self._ready_file.exists():
-                info = json.loads(self._ready_file.read_text())
-                self._ready_file.unlink()
+            if ready_file.exists():
+                info = json.loads(ready_file.read_text())
+                ready_file.unlink()
                 self.url, self.port = str(info["url"]), int(info["port"])
                 if progress is not None:
                     progress(f"Runtime ready at {self.url} ({self.model}) in {elapsed:.1f} s")
@@ -170,9 +172,9 @@ class Runtime:
         self.id, self.api_key, self.owned, self.model = record.id, record.api_key, False, record.model
         self.log_path, self.url, self.pid, self.record = record.log_path, record.url, record.pid, record
         self.port = int(self.url.rsplit(":", 1)[-1].split("/")[0]) if ":" in self.url else 0
-        self.process, self._endpoint = None, None
+        self.process, self._endpoint, self.chat_template_name = None, None, None
         self._ready_file = None  # an attached runtime has no ready-file of ours
-        self._finalizer = weakref.finalize(self, lambda: None)
+        self._finalizer = weakref.finalize(self, _detached)
         return self
 
     # ---- state ---------------------------------------------------------------------------------
@@ -269,12 +271,13 @@ class Runtime:
 
     @property
     def endpoint(self) -> Any:
-        """The `RuntimeEndpoint` programs run on (created on first use; it loads the tokenizer)."""
+        """The `RuntimeEndpoint` programs run on (created on first use)."""
         with _ENDPOINT_LOCK:
             if self._endpoint is None:
                 from sglang_nb.lang.backend.runtime_endpoint import RuntimeEndpoint
 
-                self._endpoint = RuntimeEndpoint(self.url, api_key=self.api_key)
+                self._endpoint = RuntimeEndpoint(self.url, api_key=self.api_key,
+                                                 chat_template_name=self.chat_template_name)
             return self._endpoint
 
     def warm_endpoint(self) -> None:
@@ -383,6 +386,10 @@ def _terminate(proc: subprocess.Popen[bytes] | None, pgids: list[int], record_pa
     if record_path:
         with contextlib.suppress(OSError):
             os.unlink(record_path)
+
+
+def _detached() -> None:
+    """The finalizer of an attached runtime: the runtime is not ours to stop."""
 
 
 def _helper_groups(pid: int) -> list[int]:
