@@ -30,6 +30,7 @@ def main() -> int:
     config = Config()
     config.HistoryAccessor.enabled = False
     ip = InteractiveShell.instance(config=config)
+    assert ip.extension_manager is not None  # InteractiveShell.__init__ creates it
     ip.extension_manager.load_extension("sglang_nb")
     first: list[float] = []
     real_write = sys.stdout.write

@@ -13,21 +13,31 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from sglang_nb.runtime.engine import Engine
 
 TEXT = ("The history of the city begins with a small settlement on the river, where traders met to exchange "
         "salt, grain and cloth. Over the centuries the market grew into a town, the town into a city, and the "
         "city into the capital of a wide region known for its bridges, its libraries and its long winters. ")
 
 
-def hf_model(path: str, attn: str) -> torch.nn.Module:
+class CausalLM(Protocol):
+    """What this benchmark uses of a transformers causal LM."""
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def hf_model(path: str, attn: str) -> CausalLM:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn).eval()
 
 
-def hf_generate(model: torch.nn.Module, tok, prompts: list[list[int]], max_new: list[int]) -> float:
+def hf_generate(model: CausalLM, tok: Any, prompts: list[list[int]], max_new: list[int]) -> float:
     """Seconds for one padded batch generating up to max(max_new) tokens."""
     width = max(len(p) for p in prompts)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -41,7 +51,7 @@ def hf_generate(model: torch.nn.Module, tok, prompts: list[list[int]], max_new: 
     return time.perf_counter() - t0
 
 
-def engine_generate(engine, prompts: list[list[int]], max_new: list[int]) -> float:
+def engine_generate(engine: Engine, prompts: list[list[int]], max_new: list[int]) -> float:
     params = [{"temperature": 0, "max_new_tokens": m, "ignore_eos": True} for m in max_new]
     t0 = time.perf_counter()
     outs = engine.generate(input_ids=prompts, sampling_params=params)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ SHAPES = {"qkv": (6144, 4096), "o_proj": (4096, 4096), "gate_up": (28672, 4096),
           "lm_head": (128256, 4096)}
 
 
-def _time_us(fn, iters: int = 30) -> float:  # noqa: ANN001
+def _time_us(fn: Callable[[], object], iters: int = 30) -> float:
     """Device time per call: `iters` calls captured in one CUDA graph (no launch overhead), replayed."""
     for _ in range(5):  # warm-up: compilation and autotuning happen here, outside the capture
         fn()
@@ -37,7 +38,7 @@ def _time_us(fn, iters: int = 30) -> float:  # noqa: ANN001
     return start.elapsed_time(end) * 1e3 / (5 * iters)
 
 
-def _bench_shape(gemv, n: int, k: int, dt: torch.dtype) -> dict:  # noqa: ANN001
+def _bench_shape(gemv: Callable[..., torch.Tensor], n: int, k: int, dt: torch.dtype) -> dict[str, dict[str, float]]:
     # Several weight copies cycled so that each call streams from HBM, not L2.
     copies = max(2, int(200e6 // (n * k * 2)) + 1)
     ws = [torch.randn(n, k, dtype=dt, device="cuda") * 0.02 for _ in range(copies)]
@@ -57,7 +58,7 @@ def _bench_shape(gemv, n: int, k: int, dt: torch.dtype) -> dict:  # noqa: ANN001
         "gemv_silu": lambda: gemv(x2, nxt(), None, "silu_mul"),
         "gemv_fp32_out": lambda: gemv(x, nxt(), out_dtype=torch.float32),
     }
-    res = {}
+    res: dict[str, dict[str, float]] = {}
     for vname, fn in variants.items():
         us = _time_us(fn)
         res[vname] = {"us": us, "TBps": n * k * 2 / (us * 1e-6) / 1e12}
@@ -71,7 +72,7 @@ def main() -> None:
     p.add_argument("--json", default="")
     args = p.parse_args()
     dt = torch.bfloat16
-    rows = {}
+    rows: dict[str, dict[str, dict[str, float]]] = {}
     for name, (n, k) in SHAPES.items():
         rows[name] = _bench_shape(gemv, n, k, dt)
         print(name, " ".join(f"{v}: {r['us']:.1f} us {r['TBps']:.2f} TB/s" for v, r in rows[name].items()),

@@ -16,6 +16,11 @@ import os
 import subprocess
 import sys
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sglang_nb.runtime.bench.bench_one_batch import StaticBatchRunner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = os.path.join(HERE, "configs", "llama-3.1-8b")
@@ -36,7 +41,7 @@ def stage_one_batch(out: str, attention_backend: str | None = None, tag: str = "
     t0 = time.time()
     r = StaticBatchRunner(ServerArgs(model_path=MODEL, load_format="dummy", skip_tokenizer_init=True,
                                      dtype="bfloat16", device="cuda", attention_backend=attention_backend))
-    res: dict = {"startup_s": time.time() - t0, "max_total_num_tokens": r.max_total_num_tokens,
+    res: dict[str, Any] = {"startup_s": time.time() - t0, "max_total_num_tokens": r.max_total_num_tokens,
                  "attention_backend": r.runner.attention_backend_name,
                  "decode_gemv": os.environ.get("SGLANG_NB_DECODE_GEMV", "1") != "0",
                  "graph_capture_s": getattr(r.runner.cuda_graph_runner, "capture_time", None)}
@@ -55,12 +60,12 @@ def stage_one_batch(out: str, attention_backend: str | None = None, tag: str = "
         json.dump(res, f, indent=1)
 
 
-def _graph_only(r, torch) -> dict:  # noqa: ANN001
+def _graph_only(r: StaticBatchRunner, torch: ModuleType) -> dict[str, float]:
     """Device time of one replayed decode graph (no host work between replays)."""
     g = r.runner.cuda_graph_runner
     if g is None:
         return {}
-    out = {}
+    out: dict[str, float] = {}
     for bs in (1, 64):
         pbs = g.padded_size(bs)
         length = 1024 if bs == 64 else 256
@@ -82,7 +87,7 @@ def _graph_only(r, torch) -> dict:  # noqa: ANN001
     return out
 
 
-def _host_breakdown(r, torch, steps: int = 50) -> dict:  # noqa: ANN001
+def _host_breakdown(r: StaticBatchRunner, torch: ModuleType, steps: int = 50) -> dict[str, float]:
     """Mean host milliseconds per bs1 decode step: batch preparation, forward launch (graph replay and
     backend planning), sampling launch, and the wait for the device."""
     reqs = r.new_reqs([[5] * 128], steps + 8)
@@ -106,7 +111,7 @@ def _host_breakdown(r, torch, steps: int = 50) -> dict:  # noqa: ANN001
     return parts
 
 
-def _profile_decode(r, bs: int, ctx: int) -> str:  # noqa: ANN001
+def _profile_decode(r: StaticBatchRunner, bs: int, ctx: int) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     from sglang_nb.runtime.bench.bench_one_batch import StaticBatchRunner  # noqa: F401
@@ -124,7 +129,7 @@ def _profile_decode(r, bs: int, ctx: int) -> str:  # noqa: ANN001
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
 
 
-def _profile_prefill(r) -> str:  # noqa: ANN001
+def _profile_prefill(r: StaticBatchRunner) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     reqs = r.new_reqs([[7] * 2048 for _ in range(8)], 2)
@@ -212,7 +217,7 @@ def report(out: str) -> str:
         floor = (STREAMED_BYTES + 64 * (1024 + 32) * KV_BYTES_PER_TOKEN) / bw
         lines.append(f"| bs64 decode (ctx 1k) | {itl * 1e3:.2f} ms/step | {floor * 1e3:.2f} ms | {floor / itl:.1%} "
                      f"| >= 85% |")
-    pf = [ob.get(k) for k in ("prefill_8x2048", "prefill_8x2048_b") if ob.get(k)]
+    pf = [ob[k] for k in ("prefill_8x2048", "prefill_8x2048_b") if ob.get(k)]
     if pf and mm:
         lat = min(p["prefill_latency"] for p in pf)
         flops = 8 * 2048 * (MATMUL_FLOPS_PER_TOKEN + 2 * 2048 * HIDDEN * LAYERS)

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 
 
-def _time_ms(fn, iters: int) -> float:  # noqa: ANN001
+class Roofline(TypedDict):
+    device: str
+    copy_bandwidth_Bps: float
+    bf16_matmul_flops: float
+
+
+def _time_ms(fn: Callable[[], object], iters: int) -> float:
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
@@ -35,7 +43,7 @@ def _copy_bandwidth(copy_gib: float) -> float:
     return 2 * src.numel() * 2 / (ms / 1e3)
 
 
-def measure(copy_gib: float = 4.0, n: int = 8192) -> dict[str, float | str]:
+def measure(copy_gib: float = 4.0, n: int = 8192) -> Roofline:
     copy_bw = _copy_bandwidth(copy_gib)
     a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
     b = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")

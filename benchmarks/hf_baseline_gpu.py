@@ -35,7 +35,8 @@ def main() -> None:
         for prm in model.parameters():
             prm.data.uniform_(-1e-2, 1e-2)
     else:
-        model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=torch.bfloat16).cuda()
+        # transformers wraps `cuda` with functools.wraps, whose type does not bind `self`
+        model = AutoModelForCausalLM.from_pretrained(args.model_path, dtype=torch.bfloat16).cuda()  # type: ignore[call-arg]
     model.eval()
     vocab = model.config.vocab_size
     ids = torch.randint(0, min(vocab, 10000), (args.batch_size, args.input_len), device="cuda")

@@ -29,7 +29,7 @@ PREAMBLE = ("You are a careful assistant who answers questions about world geogr
 
 
 @sgl.function
-def few_shot(s, question):
+def few_shot(s: Any, question: str) -> None:  # s: the program state (a tracer's when traced)
     s += PREAMBLE
     for country, capital in SHOTS:
         s += f"Q: What is the capital city of {country}?\nA: {capital}\n"
@@ -47,7 +47,7 @@ GUIDE = ("Travel notes. The old town sits on a bend of the river, with a cathedr
 
 
 @sgl.function
-def tree_of_thought(s, problem, width, depth_width):
+def tree_of_thought(s: Any, problem: str, width: int, depth_width: int) -> None:
     s += PREAMBLE + GUIDE + "\nProblem: " + problem + "\n"
     thoughts = s.fork(width)
     for i in range(width):
@@ -111,11 +111,11 @@ def main() -> None:
                 results[name, on] = measure(name, on, run, engine)
                 print(json.dumps(results[name, on]), flush=True)
         for name in workloads(args):
-            on, off = results[name, True], results[name, False]
-            print(json.dumps({"workload": name, "speedup_radix_on_vs_off": round(off["seconds"] / on["seconds"], 2),
-                              "computed_prompt_tokens_on_vs_off": [on["computed_prompt_tokens"],
-                                                                   off["computed_prompt_tokens"]],
-                              "hit_ratio_on": on["cache_hit_ratio"]}))
+            r_on, r_off = results[name, True], results[name, False]
+            print(json.dumps({"workload": name, "speedup_radix_on_vs_off": round(r_off["seconds"] / r_on["seconds"], 2),
+                              "computed_prompt_tokens_on_vs_off": [r_on["computed_prompt_tokens"],
+                                                                   r_off["computed_prompt_tokens"]],
+                              "hit_ratio_on": r_on["cache_hit_ratio"]}))
     finally:
         for engine in engines.values():
             engine.shutdown()

@@ -98,6 +98,7 @@ def compile_program(body: str, namespace: Mapping[str, Any], name: str = "sgl_ce
     `sgl` is available even when the notebook did not import it.
     """
     import sglang_nb
+    from sglang_nb.lang import function
 
     source = f"def {name}(s):\n" + textwrap.indent(body if body.strip() else "pass", "    ")
     try:
@@ -107,7 +108,7 @@ def compile_program(body: str, namespace: Mapping[str, Any], name: str = "sgl_ce
         raise CellError(f"The program body does not compile (line {line}): {e.msg}") from None
     scope: dict[str, Any] = {"sgl": sglang_nb, **namespace}
     exec(code, scope)  # noqa: S102 - the user's own cell, run like any other cell
-    return sglang_nb.function(scope[name])
+    return function(scope[name])
 
 
 __all__ = ["CellError", "choices_regex", "compile_program", "interpolate", "json_schema_arg",

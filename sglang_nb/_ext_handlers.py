@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -24,6 +24,9 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ._registry import RuntimeRecord, load_records
 from .widgets._stats import kpis
+
+if TYPE_CHECKING:
+    from .server_extension import SglangNbApp
 
 AUTH_RESOURCE = "sglang_nb"
 
@@ -37,6 +40,7 @@ class JupyterAuth(JupyterHandler):
     """
 
     auth_resource = AUTH_RESOURCE
+    ctx: Any  # the runtime's ServerContext, set by the initialize() of the runtime handler in front
 
     def get_login_url(self) -> str:
         raise web.HTTPError(403)
@@ -191,6 +195,7 @@ class EventsHandler(ExtensionHandlerMixin, JupyterHandler, WebSocketHandler):
     async def _push(self) -> None:
         prev: tuple[dict[str, Any], float] | None = None
         loop = asyncio.get_running_loop()
+        app = cast("SglangNbApp", self.extensionapp)
         while True:
             try:
                 state = await self.source.state(False, 1)
@@ -202,7 +207,7 @@ class EventsHandler(ExtensionHandlerMixin, JupyterHandler, WebSocketHandler):
                 prev = (state, now)
                 if not await self._send({"type": "stats", **stats}):
                     return
-            await asyncio.sleep(self.extensionapp.poll_interval_ms / 1000)
+            await asyncio.sleep(app.poll_interval_ms / 1000)
 
     async def _send(self, message: dict[str, Any]) -> bool:
         try:

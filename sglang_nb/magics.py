@@ -173,7 +173,7 @@ class SglMagics(Magics):
     @argument("-o", "--output", default=None, metavar="VAR",
               help="Store the text (or, with --program, the ProgramState) in this variable.")
     @no_var_expand
-    @cell_magic("sgl")
+    @cell_magic("sgl")  # type: ignore[arg-type]  # IPython types the factory's result as a union, not an overload
     def sgl_cell(self, line: str, cell: str) -> None:
         """Generate from the cell: a prompt (with {var} substitution), or a program with --program."""
         args = self._parse(self.sgl_cell, line)
@@ -221,6 +221,7 @@ class SglMagics(Magics):
         view.finish(text, footer_line(meta), {"sglang_nb": meta})
         self._remember_prompt(prompt, text, meta)
         if output:
+            assert self.shell is not None  # magics are registered on a shell (load_ipython_extension)
             self.shell.user_ns[output] = text
 
     @staticmethod
@@ -260,6 +261,7 @@ class SglMagics(Magics):
 
         remember_requests(RequestTree.from_records(records))
         if output:
+            assert self.shell is not None  # magics are registered on a shell (load_ipython_extension)
             self.shell.user_ns[output] = state
 
     # ---- helpers ---------------------------------------------------------------------------------

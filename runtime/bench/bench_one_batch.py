@@ -66,8 +66,9 @@ class BenchArgs:
 
     @classmethod
     def from_cli_args(cls, args: argparse.Namespace) -> BenchArgs:
-        return cls(**{f.name: (tuple(getattr(args, f.name)) if isinstance(getattr(args, f.name), list)
-                               else getattr(args, f.name)) for f in dataclasses.fields(cls)})
+        values: dict[str, Any] = {f.name: (tuple(getattr(args, f.name)) if isinstance(getattr(args, f.name), list)
+                                           else getattr(args, f.name)) for f in dataclasses.fields(cls)}
+        return cls(**values)
 
 
 class StaticBatchRunner:

@@ -45,8 +45,8 @@ def kpis(state: dict[str, Any], prev: dict[str, Any] | None, dt: float) -> dict[
 
 def nest(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     """The flat node list of a tree snapshot as nested dicts (children most recent first)."""
-    nodes = {n["id"]: {**n, "children": []} for n in snapshot.get("nodes", [])}
-    roots = []
+    nodes: dict[Any, dict[str, Any]] = {n["id"]: {**n, "children": []} for n in snapshot.get("nodes", [])}
+    roots: list[dict[str, Any]] = []
     for node in nodes.values():
         parent = nodes.get(node["parent"]) if node["parent"] is not None else None
         (parent["children"] if parent is not None else roots).append(node)

@@ -136,7 +136,7 @@ def _anywidget_class() -> type | None:
 
         _esm = _ESM
         kpis = traitlets.Dict().tag(sync=True)
-        tree = traitlets.List().tag(sync=True)
+        tree: traitlets.List[Any] = traitlets.List().tag(sync=True)
         request_tree = traitlets.Dict().tag(sync=True)
         status = traitlets.Unicode("").tag(sync=True)
         truncated = traitlets.Bool(False).tag(sync=True)
@@ -173,7 +173,7 @@ class CacheInspectorFallback(_InspectorLogic, widgets.VBox):
     """The cache inspector drawn with stock ipywidgets (no custom JavaScript)."""
 
     kpis = traitlets.Dict()
-    tree = traitlets.List()
+    tree: traitlets.List[Any] = traitlets.List()
     request_tree = traitlets.Dict()
     status = traitlets.Unicode("")
     truncated = traitlets.Bool(False)

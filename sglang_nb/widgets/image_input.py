@@ -10,7 +10,7 @@ stays small.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, cast
 
 import ipywidgets as widgets
 import traitlets
@@ -25,7 +25,9 @@ class ImageInput(widgets.VBox):
     """A FileUpload with a preview; `.value` holds the (downscaled) image bytes, `.image()` the program
     expression `sgl.image(value)`."""
 
-    value = traitlets.Bytes(None, allow_none=True, help="The image bytes the model receives (None: nothing yet).")
+    # traitlets types Bytes as never None, whatever allow_none says; the trait does hold None here.
+    value = cast("traitlets.TraitType[bytes | None, bytes | None]",
+                 traitlets.Bytes(None, allow_none=True, help="The image bytes the model receives (None: nothing yet)."))
     format = traitlets.Unicode("png", help="'png' or 'jpeg': the encoding of `value`.")
     message = traitlets.Unicode("", help="What happened to the last upload (size, downscaling, errors).")
 

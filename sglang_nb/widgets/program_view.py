@@ -21,7 +21,7 @@ _REFRESH_S = 0.1
 class ProgramView(widgets.VBox):
     """Live view of a ProgramState; `branches` holds (label, text) per stream, `done` flips at the end."""
 
-    branches = traitlets.List(help="[label, text] for the main stream and each fork branch.")
+    branches: traitlets.List[list[str]] = traitlets.List(help="[label, text] for the main stream and each fork branch.")
     footer = traitlets.Unicode("", help="Cache use of the run, once it is done.")
     done = traitlets.Bool(False)
 
@@ -48,7 +48,7 @@ class ProgramView(widgets.VBox):
 
     @traitlets.observe("branches", "footer")
     def _render(self, _change: dict[str, Any]) -> None:
-        branches = [tuple(b) for b in self.branches] or [("main", "")]
+        branches = [(label, text) for label, text in self.branches] or [("main", "")]
         self.main.value = program_bundle(branches[:1], None)["text/html"]
         while len(self.panes.children) < len(branches) - 1:
             self.panes.children = (*self.panes.children, widgets.HTML(layout=widgets.Layout(min_width="12em")))
