@@ -454,8 +454,7 @@ class Scheduler:
             and (self.last_batch is None or self.last_batch.is_empty())
 
     def internal_state(self, req: GetInternalStateReq) -> dict[str, Any]:
-        # Finished requests leave the running batch at the next step; they no longer run.
-        running = sum(1 for r in self.running_batch.reqs if not r.finished()) if self.running_batch else 0
+        running = len(self.running_batch.reqs) if self.running_batch else 0
         used = self.max_total_num_tokens - self.allocator.available_size() - self.tree_cache.evictable_size()
         state = {
             "num_running_reqs": running,
