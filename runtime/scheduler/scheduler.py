@@ -454,6 +454,8 @@ class Scheduler:
             and (self.last_batch is None or self.last_batch.is_empty())
 
     def internal_state(self, req: GetInternalStateReq) -> dict[str, Any]:
+        # Requests that finished but still sit in the running batch hold KV until the next step
+        # releases them; counting them keeps "no running requests" equal to "KV pool settled".
         running = len(self.running_batch.reqs) if self.running_batch else 0
         used = self.max_total_num_tokens - self.allocator.available_size() - self.tree_cache.evictable_size()
         state = {
