@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from .managers.io_struct import FlushCacheOutput, GenerateReqInput
+from .managers.io_struct import FlushCacheOutput, GenerateReqInput, ProfileOutput, ProfileReq
 from .managers.output_format import to_incremental
 from .managers.tokenizer_manager import TokenizerManager
 from .model_loader.resolve import resolve_model_dir
@@ -237,6 +237,30 @@ class Engine:
 
     async def async_flush_cache(self) -> FlushCacheOutput:
         return await self._await(self.tokenizer_manager.flush_cache())
+
+    def start_profile(self, output_dir: str | None = None, start_step: int | None = None,
+                      num_steps: int | None = None, activities: list[str] | None = None,
+                      with_stack: bool = False, record_shapes: bool = False) -> None:
+        """Profile the scheduler's steps with torch.profiler until `stop_profile()` (or `num_steps`).
+
+        The trace goes to `output_dir` (default `$SGLANG_TORCH_PROFILER_DIR`, else
+        ~/.cache/sglang_nb/profiles) as `{time}-TP-{rank}.trace.json.gz` plus a `.summary.txt`."""
+        self._profile(ProfileReq("start", output_dir, start_step, num_steps, activities, with_stack, record_shapes))
+
+    def stop_profile(self) -> str | None:
+        """Stop profiling and write the trace; returns its path."""
+        return self._profile(ProfileReq("stop")).trace_path
+
+    def _profile(self, req: ProfileReq) -> ProfileOutput:
+        req.validate()
+        out = self._run(self.tokenizer_manager.profile(req))
+        if not out.success:
+            raise ValueError(out.message)
+        return out
+
+    async def async_profile(self, req: ProfileReq) -> ProfileOutput:
+        req.validate()
+        return await self._await(self.tokenizer_manager.profile(req))
 
     def get_internal_state(self, with_tree: bool = False, max_nodes: int = 64) -> dict[str, Any]:
         return self._run(self.tokenizer_manager.get_internal_state(with_tree, max_nodes))

@@ -45,6 +45,9 @@ class BenchArgs:
     extra_request_body: str | None = None
     seed: int = 1
     skip_warmup: bool = False
+    profile: bool = False
+    profile_start_step: int | None = None
+    profile_num_steps: int | None = None
 
     @staticmethod
     def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +64,12 @@ class BenchArgs:
         parser.add_argument("--extra-request-body", default=None, help="JSON merged into every sampling_params")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--skip-warmup", action="store_true")
+        parser.add_argument("--profile", action="store_true",
+                            help="torch-profile the scheduler during the run (trace in $SGLANG_TORCH_PROFILER_DIR)")
+        parser.add_argument("--profile-start-step", type=int, default=None,
+                            help="with --profile: skip this many forward steps first")
+        parser.add_argument("--profile-num-steps", type=int, default=None,
+                            help="with --profile: stop after this many forward steps")
 
     @classmethod
     def from_cli_args(cls, args: argparse.Namespace) -> BenchArgs:
@@ -120,9 +129,13 @@ def throughput_test(server_args: ServerArgs, bench_args: BenchArgs) -> dict[str,
         if not bench_args.skip_warmup:
             warm = sample_random_requests(min(16, len(rows)), 256, 16, 1.0, min(vocab, 32000), bench_args.seed + 1)
             _generate(engine, warm, bench_args, extra)
+        if bench_args.profile:
+            engine.start_profile(start_step=bench_args.profile_start_step, num_steps=bench_args.profile_num_steps)
         tic = time.perf_counter()
         outputs = _generate(engine, rows, bench_args, extra)
         latency = time.perf_counter() - tic
+        if bench_args.profile and bench_args.profile_num_steps is None:
+            print(f"Profile: {engine.stop_profile()}", flush=True)
     total_in = sum(r.prompt_len for r in rows)
     total_out = sum(o["meta_info"]["completion_tokens"] for o in outputs)
     result = {

@@ -154,6 +154,13 @@ def _absorb_final(out: RequestOutput, data: dict[str, Any], native: bool, want: 
     out.output_len = (data.get("usage") or {}).get("completion_tokens", want)
 
 
+async def _profile(client: httpx.AsyncClient, args: argparse.Namespace, path: str) -> None:
+    resp = await client.post(args.base_url + path, headers=_headers())
+    if resp.status_code != 200:
+        raise RuntimeError(f"{path} failed ({resp.status_code}): {resp.text.strip()}")
+    print(resp.text.strip(), flush=True)
+
+
 async def benchmark(args: argparse.Namespace, rows: list[DatasetRow], model: str, tokenizer: Any) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(timeout=httpx.Timeout(6 * 3600.0), limits=limits) as client:
@@ -177,6 +184,8 @@ async def benchmark(args: argparse.Namespace, rows: list[DatasetRow], model: str
                 progress.update(1)
             return result
 
+        if args.profile:
+            await _profile(client, args, "/start_profile")
         start = time.perf_counter()
         tasks = []
         for row in rows:
@@ -187,6 +196,8 @@ async def benchmark(args: argparse.Namespace, rows: list[DatasetRow], model: str
         duration = time.perf_counter() - start
         if progress is not None:
             progress.close()
+        if args.profile:
+            await _profile(client, args, "/stop_profile")
         accept = await _accept_length(client, args)
     result = compute_metrics(outputs, duration, tokenizer)
     result.update(backend=args.backend, dataset_name=args.dataset_name, request_rate=args.request_rate,
@@ -322,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-ignore-eos", action="store_true")
     p.add_argument("--extra-request-body", default=None, help="JSON merged into every request body")
     p.add_argument("--apply-chat-template", action="store_true")
-    p.add_argument("--profile", action="store_true", help="Accepted; this server has no profiler endpoints.")
+    p.add_argument("--profile", action="store_true",
+                   help="Profile the server during the run (/start_profile, /stop_profile; traces go to the "
+                        "server's $SGLANG_TORCH_PROFILER_DIR).")
     p.add_argument("--lora-name", nargs="*", default=None)
     p.add_argument("--prompt-suffix", default="")
     p.add_argument("--pd-separated", action="store_true", help="Accepted for compatibility.")
@@ -374,8 +387,6 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                               args.gsp_output_len, tokenizer)
     if not rows:
         raise ValueError("The dataset produced no requests (check --dataset-path and the length limits).")
-    if args.profile:
-        print("--profile: this server has no profiler endpoints; running without profiling.", file=sys.stderr)
     result = asyncio.run(benchmark(args, rows, model, tokenizer))
     print_report(result)
     path = args.output_file or _default_output(args)

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..managers.io_struct import FlushCacheOutput, GenerateReqInput
+from ..managers.io_struct import FlushCacheOutput, GenerateReqInput, ProfileOutput, ProfileReq
 from ..model_loader.resolve import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -75,6 +75,9 @@ class ServerContext:
 
     async def flush_cache(self) -> FlushCacheOutput:
         return await self.engine.async_flush_cache()
+
+    async def profile(self, req: ProfileReq) -> ProfileOutput:
+        return await self.engine.async_profile(req)
 
     async def internal_state(self, with_tree: bool = False, max_nodes: int = 64) -> dict[str, Any]:
         return await self.engine.async_get_internal_state(with_tree, max_nodes)

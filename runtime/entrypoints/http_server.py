@@ -42,6 +42,8 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler]]] = [
     ("/server_info", na.ServerInfoHandler),
     ("/get_server_args", na.ServerArgsHandler),
     ("/flush_cache", na.FlushCacheHandler),
+    ("/start_profile", na.StartProfileHandler),
+    ("/stop_profile", na.StopProfileHandler),
     ("/abort_request", na.AbortHandler),
     ("/tokenize", na.TokenizeHandler),
     ("/v1/tokenize", na.TokenizeHandler),

@@ -9,7 +9,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from ..managers.io_struct import GenerateReqInput
+from ..managers.io_struct import GenerateReqInput, ProfileReq
 from ..managers.output_format import to_incremental
 from .handler_base import BaseHandler, closing, first_item
 from .metrics import CONTENT_TYPE
@@ -148,6 +148,39 @@ class FlushCacheHandler(BaseHandler):
         self.finish(FLUSH_MESSAGE)
 
     get = post
+
+
+class StartProfileHandler(BaseHandler):
+    """SGLang's `/start_profile`: optional `{output_dir, start_step, num_steps, activities, with_stack,
+    record_shapes}`; torch-profiler traces of the scheduler go to `output_dir`."""
+
+    action = "start"
+
+    async def post(self) -> None:
+        body = self.body_json() if self.body.strip() else {}
+        if self.action == "start":
+            req = ProfileReq("start", output_dir=body.get("output_dir"), start_step=body.get("start_step"),
+                             num_steps=body.get("num_steps"), activities=body.get("activities"),
+                             with_stack=body.get("with_stack", False), record_shapes=body.get("record_shapes", False))
+        else:
+            req = ProfileReq("stop")
+        try:
+            req.validate()
+        except ValueError as e:
+            field = str(e).split(" ", 1)[0]
+            raise ApiError(str(e), param=field) from None
+        out = await self.ctx.profile(req)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_status(200 if out.success else 400)
+        self.finish(out.message if out.message.endswith("\n") else out.message + "\n")
+
+    get = post
+
+
+class StopProfileHandler(StartProfileHandler):
+    """SGLang's `/stop_profile`: stops the profile and writes its trace (the reply names the file)."""
+
+    action = "stop"
 
 
 class AbortHandler(BaseHandler):

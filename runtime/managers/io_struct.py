@@ -164,6 +164,44 @@ class FlushCacheOutput:
 
 
 @dataclass
+class ProfileReq:
+    """Start or stop the scheduler's torch profiler (`/start_profile`, `/stop_profile`)."""
+
+    action: str  # "start" | "stop"
+    output_dir: str | None = None
+    start_step: int | None = None
+    num_steps: int | None = None
+    activities: list[str] | None = None  # CPU, GPU (CUDA), MEM
+    with_stack: bool = False
+    record_shapes: bool = False
+
+    def validate(self) -> None:
+        """ValueError naming the field for a value the profiler cannot take."""
+        if self.action not in ("start", "stop"):
+            raise ValueError(f"action must be 'start' or 'stop', got {self.action!r}.")
+        if self.output_dir is not None and not isinstance(self.output_dir, str):
+            raise ValueError("output_dir must be a string (a folder path).")
+        for name, lo in (("start_step", 0), ("num_steps", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lo):
+                raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}.")
+        if self.activities is not None:
+            known = ("CPU", "GPU", "CUDA", "MEM")
+            if not isinstance(self.activities, list) or not all(a in known for a in self.activities):
+                raise ValueError(f"activities must be a list drawn from {list(known)}, got {self.activities!r}.")
+        for name in ("with_stack", "record_shapes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a boolean, got {getattr(self, name)!r}.")
+
+
+@dataclass
+class ProfileOutput:
+    success: bool
+    message: str = ""
+    trace_path: str | None = None
+
+
+@dataclass
 class GetInternalStateReq:
     """Ask the scheduler for counters and (optionally) a snapshot of the radix tree."""
 

@@ -30,6 +30,8 @@ from .io_struct import (
     GenerateReqInput,
     GetInternalStateReq,
     InternalState,
+    ProfileOutput,
+    ProfileReq,
     TokenizedGenerateReqInput,
     new_rid,
 )
@@ -360,6 +362,11 @@ class TokenizerManager:
 
     async def flush_cache(self) -> FlushCacheOutput:
         out: FlushCacheOutput = await self._control(FlushCacheReq(), FlushCacheOutput)
+        return out
+
+    async def profile(self, req: ProfileReq) -> ProfileOutput:
+        """Start or stop the scheduler's profiler; stopping waits for the trace to be written."""
+        out: ProfileOutput = await self._control(req, ProfileOutput, timeout=600.0)
         return out
 
     async def get_internal_state(self, with_tree: bool = False, max_nodes: int = 64) -> dict[str, Any]:

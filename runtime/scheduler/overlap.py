@@ -148,6 +148,8 @@ class OverlapLoop:
             if pending is not None:
                 self.process(pending)
             pending = launched
+            if batch is not None:
+                s.profiler.on_step()
             if batch is None and pending is None:
                 s.on_idle()
             s.last_batch = batch

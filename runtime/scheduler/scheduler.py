@@ -27,6 +27,7 @@ from ..managers.io_struct import (
     FlushCacheReq,
     GetInternalStateReq,
     InternalState,
+    ProfileReq,
     TokenizedGenerateReqInput,
 )
 from ..mem_cache.radix_cache import BasePrefixCache, ChunkCache, RadixCache
@@ -37,6 +38,7 @@ from ..model_loader.tokenizer import load_tokenizer
 from ..server_args import PortArgs, ServerArgs
 from .batch import ScheduleBatch
 from .output import collect_outputs
+from .profiler import StepProfiler
 from .req import FinishAbort, FinishLength, FinishMatchedToken, Req
 from .schedule_policy import AddReqResult, PrefillAdder, SchedulePolicy, estimate_ratio_after_retract
 
@@ -117,6 +119,7 @@ class Scheduler:
         self.new_token_ratio = self.init_new_token_ratio
         self.new_token_ratio_decay = (self.init_new_token_ratio - self.min_new_token_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
         self.stats = SchedulerStats()
+        self.profiler = StepProfiler(self.device, self.tp_rank)
         self.grammar_backend = create_grammar_backend(self.server_args, self.tokenizer, self.model_config.vocab_size,
                                                       self.model_config.eos_token_ids)
         self.grammar_queue: list[Req] = []  # constrained requests whose grammar is still compiling
@@ -150,6 +153,7 @@ class Scheduler:
             if batch is not None:
                 result = self.run_batch(batch)
                 self.process_batch_result(batch, result)
+                self.profiler.on_step()
             else:
                 self.on_idle()
             self.last_batch = batch
@@ -175,6 +179,8 @@ class Scheduler:
                 self.send_to_tokenizer.send_pyobj(self.flush_cache())
             elif isinstance(msg, GetInternalStateReq):
                 self.send_to_tokenizer.send_pyobj(InternalState(self.internal_state(msg)))
+            elif isinstance(msg, ProfileReq):
+                self.send_to_tokenizer.send_pyobj(self.profiler.handle(msg))
             else:
                 logger.error("Unknown message %r", type(msg))
         if self.grammar_queue:

@@ -147,3 +147,20 @@ def test_server_info_reports_pool_and_cache(tiny_llama_engine):
     assert {"cache_hit_rate", "token_usage", "num_running_reqs", "num_waiting_reqs"} <= set(info)
     state = tiny_llama_engine.get_internal_state(with_tree=True, max_nodes=5)
     assert state["tree"]["enabled"] and len(state["tree"]["nodes"]) <= 5 + 20  # ancestors may be added
+
+
+def test_profile_through_the_engine(tiny_llama_engine, tmp_path):
+    engine = tiny_llama_engine
+    with pytest.raises(ValueError, match="not in progress"):
+        engine.stop_profile()
+    with pytest.raises(ValueError, match="num_steps"):
+        engine.start_profile(num_steps=0)
+    engine.start_profile(output_dir=str(tmp_path), activities=["CPU"], record_shapes=True)
+    with pytest.raises(ValueError, match="already in progress"):
+        engine.start_profile(output_dir=str(tmp_path))
+    engine.generate(input_ids=[5, 6, 7, 8], sampling_params={"max_new_tokens": 3, "temperature": 0})
+    trace = engine.stop_profile()
+    assert trace is not None and trace.startswith(str(tmp_path)) and trace.endswith(".trace.json.gz")
+    assert (tmp_path / trace.rsplit("/", 1)[1]).stat().st_size > 0
+    out = engine.generate(input_ids=[5, 6, 7], sampling_params={"max_new_tokens": 2})
+    assert out["meta_info"]["completion_tokens"] == 2

@@ -59,3 +59,13 @@ def test_missing_dataset_file_is_a_clear_error(server: ServerProcess, tmp_path: 
                            "--dataset-name", "sharegpt", "--num-prompts", "2"], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert proc.returncode == 1 and "--dataset-path" in proc.stderr
+
+
+def test_profile_flag_profiles_the_server(server: ServerProcess, tmp_path: Path) -> None:
+    text = _bench(server, tmp_path / "bench.jsonl", "--backend", "sglang", "--dataset-name", "random",
+                  "--random-input-len", "8", "--random-output-len", "2", "--random-range-ratio", "1.0", "--profile")
+    assert "Start profiling." in text and "Stop profiling." in text
+    trace = Path(text.split("Trace: ")[1].split()[0])
+    assert trace.exists() and trace.name.endswith("-TP-0.trace.json.gz")
+    trace.unlink()
+    trace.with_name(trace.name.replace(".trace.json.gz", ".summary.txt")).unlink()
