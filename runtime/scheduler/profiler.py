@@ -37,6 +37,8 @@ class StepProfiler:
         self.prof: Any = None
         self.steps_to_start = 0
         self.steps_left: int | None = None
+        self.began_at = 0.0
+        self.steps_profiled = 0
 
     @property
     def active(self) -> bool:
@@ -77,6 +79,7 @@ class StepProfiler:
             if self.steps_to_start <= 0:
                 self._begin()
             return
+        self.steps_profiled += 1
         if self.steps_left is not None:
             self.steps_left -= 1
             if self.steps_left <= 0:
@@ -96,6 +99,7 @@ class StepProfiler:
         self.prof = profile(activities=acts or [ProfilerActivity.CPU], record_shapes=req.record_shapes,
                             with_stack=req.with_stack, profile_memory="MEM" in names)
         self.prof.start()
+        self.began_at, self.steps_profiled = time.perf_counter(), 0
         logger.info("Profiling started (%s)", ", ".join(sorted(names)))
 
     def _finish(self) -> ProfileOutput:
@@ -104,6 +108,9 @@ class StepProfiler:
         assert req is not None and req.output_dir is not None
         if prof is None:  # stopped before start_step was reached
             return ProfileOutput(True, "Stop profiling. No step was profiled.\n")
+        if self.device != "cpu" and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - self.began_at
         prof.stop()
         stem = os.path.join(req.output_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-TP-{self.tp_rank}")
         prof.export_chrome_trace(stem + ".trace.json.gz")
@@ -111,7 +118,7 @@ class StepProfiler:
         table = prof.key_averages().table(sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total",
                                           row_limit=40)
         with open(stem + ".summary.txt", "w") as f:
-            f.write(table)
+            f.write(f"{self.steps_profiled} forward steps in {wall:.3f} s of wall time\n{table}")
         logger.info("Profile written to %s.trace.json.gz", stem)
         return ProfileOutput(True, f"Stop profiling. This will take some time.\nTrace: {stem}.trace.json.gz\n",
                              trace_path=stem + ".trace.json.gz")
