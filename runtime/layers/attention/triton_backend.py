@@ -55,7 +55,10 @@ class TritonAttnBackend(AttentionBackend):
                 raise RuntimeError("decode scratch must be allocated before CUDA-graph capture")
             buf = (torch.empty(bs * num_heads * splits * dv, dtype=torch.float32, device=self.device),
                    torch.empty(bs * num_heads * splits, dtype=torch.float32, device=self.device))
-            self._scratch = buf
+            # Captured graphs read the reserved scratch by address: a larger eager batch gets its
+            # own buffer and the reserved one stays alive.
+            if not self._graph_max_bs:
+                self._scratch = buf
         out = buf[0][: bs * num_heads * splits * dv].view(need)
         lse = buf[1][: bs * num_heads * splits].view(bs, num_heads, splits)
         return out, lse
@@ -64,9 +67,9 @@ class TritonAttnBackend(AttentionBackend):
 
     def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
         """Reserve the split scratch for the largest captured batch (a fixed address for replays)."""
-        self._graph_max_bs = max_bs
         if num_heads and v_head_dim:
             self._decode_scratch(max_bs, num_heads, self.max_kv_splits, v_head_dim)
+        self._graph_max_bs = max_bs
 
     def init_forward_metadata_capture_cuda_graph(self, forward_batch: ForwardBatch) -> None:
         self.init_forward_metadata(forward_batch)
