@@ -100,7 +100,13 @@ def test_interrupt_aborts_generation_and_restart_leaves_nothing(kernel: tuple[Ke
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     assert errors == ["KeyboardInterrupt"]
-    state = httpx.get(info["url"] + "/cache_state", headers=headers, timeout=10).json()
+    # The abort takes effect at the scheduler's next step; 2000 tokens would take minutes to finish.
+    deadline = time.monotonic() + 10
+    while True:
+        state = httpx.get(info["url"] + "/cache_state", headers=headers, timeout=10).json()
+        if state["num_running_reqs"] == 0 and state["num_waiting_reqs"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert state["num_running_reqs"] == 0 and state["num_waiting_reqs"] == 0  # aborted, not finished later
     assert httpx.get(info["url"] + "/health", timeout=10).status_code == 200  # the runtime survived
     out, errors = _run(kc, "%sgl status")
