@@ -125,11 +125,13 @@ def heads_per_program(group: int, block_h: int = 16) -> int:
 def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor, o: torch.Tensor,
                      req_to_token: torch.Tensor, req_pool_indices: torch.Tensor, seq_lens: torch.Tensor,
                      att_out: torch.Tensor, att_lse: torch.Tensor, sm_scale: float, logit_cap: float = 0.0,
-                     sliding_window: int = -1) -> None:
+                     sliding_window: int = -1, block_n: int | None = None, num_warps: int = 4,
+                     num_stages: int = 2) -> None:
     """Decode attention for one token per request; writes `o` ([bs, H, Dv]) in place.
 
     q [bs, H, D]; k_buffer [slots, KVH, D]; v_buffer [slots, KVH, Dv]; att_out [bs, H, splits, Dv] and
     att_lse [bs, H, splits] (float32) are scratch whose split count sets the parallelism.
+    block_n / num_warps / num_stages tile stage 1 (benchmarks/gpu_decode_attn_bench.py compares them).
     """
     bs, num_heads, head_dim = q.shape
     kv_heads, dv = k_buffer.shape[1], v_buffer.shape[2]
@@ -137,7 +139,8 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     splits = att_out.shape[2]
     hpp = heads_per_program(group)
     block_d, block_dv = triton.next_power_of_2(head_dim), triton.next_power_of_2(dv)
-    block_n = 32 if max(block_d, block_dv) >= 256 else 64
+    if block_n is None:
+        block_n = 32 if max(block_d, block_dv) >= 256 else 64
     grid = (bs, num_heads // hpp, splits)
     pdl = use_pdl(q)
     _decode_stage1[grid](
@@ -148,7 +151,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
         att_lse.stride(0), att_lse.stride(1),
         GROUP=group, HEADS_PER_PROG=hpp, NUM_SPLITS=splits, BLOCK_H=16, BLOCK_N=block_n, BLOCK_D=block_d,
         BLOCK_DV=block_dv, D=head_dim, DV=dv, USE_CAP=logit_cap > 0, PREC=dot_precision(q.dtype), USE_GDC=pdl,
-        num_warps=4, num_stages=2, launch_pdl=pdl)
+        num_warps=num_warps, num_stages=num_stages, launch_pdl=pdl)
     _decode_stage2[(bs, num_heads)](
         att_out, att_lse, o, att_out.stride(0), att_out.stride(1), att_out.stride(2),
         att_lse.stride(0), att_lse.stride(1), o.stride(0), o.stride(1),
