@@ -68,7 +68,8 @@ class CudaGraphRunner:
         self.outputs: dict[int, torch.Tensor] = {}
         cfg = runner.model_config
         heads = cfg.num_attention_heads // _tp_size()
-        runner.attn_backend.init_cuda_graph_state(self.max_bs, heads, cfg.v_head_dim or cfg.head_dim)
+        kv_heads = max(1, cfg.num_key_value_heads // _tp_size())
+        runner.attn_backend.init_cuda_graph_state(self.max_bs, heads, cfg.v_head_dim or cfg.head_dim, kv_heads)
         t0 = time.perf_counter()
         self.capture()
         self.capture_time = time.perf_counter() - t0

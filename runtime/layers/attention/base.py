@@ -39,7 +39,8 @@ class AttentionBackend(ABC):
         """Write one token's K/V per request, then attend over the request's whole sequence."""
 
     # CUDA-graph hooks (GPU backends).
-    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
+    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0,
+                              num_kv_heads: int = 0) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not support CUDA graphs")
 
     def init_forward_metadata_capture_cuda_graph(self, forward_batch: ForwardBatch) -> None:

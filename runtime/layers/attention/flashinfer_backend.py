@@ -180,7 +180,8 @@ class FlashInferAttnBackend(AttentionBackend):
 
     # ---- CUDA graphs -------------------------------------------------------------------------
 
-    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
+    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0,
+                              num_kv_heads: int = 0) -> None:
         """Fixed index buffers shared by the per-size decode wrappers (a replay writes them in place)."""
         self._graph_indptr = torch.zeros(max_bs + 1, dtype=torch.int32, device=self.device)
         self._graph_last_page = torch.ones(max_bs, dtype=torch.int32, device=self.device)

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+import triton
 
 from .base import AttentionBackend
 from .triton_ops import decode_attention, extend_attention
+from .triton_ops.decode_attention import heads_per_program
 from .triton_ops.elementwise import store_kv
 
 if TYPE_CHECKING:
@@ -23,12 +25,17 @@ if TYPE_CHECKING:
     from ..radix_attention import RadixAttention
 
 
+MAX_FILL_SPLITS = 32  # splits a small batch may take to fill the GPU
+
+
 class TritonAttnBackend(AttentionBackend):
     name = "triton"
 
     def __init__(self, runner: ModelRunner) -> None:
         self.device = runner.device
         self.max_kv_splits = max(1, int(runner.server_args.triton_attention_num_kv_splits))
+        self.num_sms = (torch.cuda.get_device_properties(self.device).multi_processor_count
+                        if str(self.device).startswith("cuda") else 8)
         self.max_extend_len = 0
         self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._graph_max_bs = 0
@@ -40,12 +47,16 @@ class TritonAttnBackend(AttentionBackend):
             self.max_extend_len = max(forward_batch.extend_seq_lens_cpu) if forward_batch.extend_seq_lens_cpu else 0
 
     def num_kv_splits(self, bs: int, num_heads: int, num_kv_heads: int) -> int:
-        """--triton-attention-num-kv-splits at every batch size.
+        """At least --triton-attention-num-kv-splits, more while the batch is too small to fill the GPU.
 
         Splitting only until the GPU is full left a large batch with one program per (request, KV
         head): ragged lengths then serialise on the longest requests (1.9 TB/s of KV read at ~144
-        requests of ~2.5k tokens on an H100). The split partials are small next to the KV read."""
-        return self.max_kv_splits
+        requests of ~2.5k tokens on an H100; 2.64 TB/s with 8 splits). A small batch with a long
+        context needs programs to fill the SMs twice over (bs 1 at 32k: 0.49 TB/s with 8 splits,
+        2.5 with 16). The split partials are small next to the KV read."""
+        head_blocks = num_heads // heads_per_program(num_heads // num_kv_heads)
+        fill = triton.cdiv(2 * self.num_sms, bs * head_blocks)
+        return max(self.max_kv_splits, min(MAX_FILL_SPLITS, fill))
 
     def _decode_scratch(self, bs: int, num_heads: int, splits: int, dv: int) -> tuple[torch.Tensor, torch.Tensor]:
         need = (bs, num_heads, splits, dv)
@@ -65,10 +76,14 @@ class TritonAttnBackend(AttentionBackend):
 
     # ---- CUDA graphs -------------------------------------------------------------------------
 
-    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0) -> None:
+    def init_cuda_graph_state(self, max_bs: int, num_heads: int = 0, v_head_dim: int = 0,
+                              num_kv_heads: int = 0) -> None:
         """Reserve the split scratch for the largest captured batch (a fixed address for replays)."""
         if num_heads and v_head_dim:
-            self._decode_scratch(max_bs, num_heads, self.max_kv_splits, v_head_dim)
+            # The largest bs * splits over the captured sizes, as one [bs=1] row of that many splits.
+            kv_heads = max(1, num_kv_heads or num_heads)
+            need = max(bs * self.num_kv_splits(bs, num_heads, kv_heads) for bs in range(1, max_bs + 1))
+            self._decode_scratch(1, num_heads, need, v_head_dim)
         self._graph_max_bs = max_bs
 
     def init_forward_metadata_capture_cuda_graph(self, forward_batch: ForwardBatch) -> None:

@@ -126,7 +126,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
                      req_to_token: torch.Tensor, req_pool_indices: torch.Tensor, seq_lens: torch.Tensor,
                      att_out: torch.Tensor, att_lse: torch.Tensor, sm_scale: float, logit_cap: float = 0.0,
                      sliding_window: int = -1, block_n: int | None = None, num_warps: int = 4,
-                     num_stages: int = 2) -> None:
+                     num_stages: int = 3) -> None:
     """Decode attention for one token per request; writes `o` ([bs, H, Dv]) in place.
 
     q [bs, H, D]; k_buffer [slots, KVH, D]; v_buffer [slots, KVH, Dv]; att_out [bs, H, splits, Dv] and
