@@ -16,36 +16,18 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gpu_gemv_bench import graph_time_us  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
 from sglang_nb.runtime.layers.attention.triton_ops.decode_attention import decode_attention  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 CASES = {"bs144 ctx 1k-4k": (144, 1000, 4000), "bs64 ctx 1k": (64, 1024, 1056), "bs8 ctx 8k-32k": (8, 8000, 32000),
          "bs1 ctx 128": (1, 128, 129), "bs1 ctx 32k": (1, 32000, 32001)}
-
-
-def _time_us(fn: Callable[[], object], iters: int = 10) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(iters):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(3):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1e3 / (3 * iters)
 
 
 def _case(bs: int, lo: int, hi: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -85,7 +67,7 @@ def _sweep(name: str, c: dict[str, torch.Tensor], args: argparse.Namespace) -> l
         run = functools.partial(decode_attention, c["q"], c["k"], c["v"], o, c["table"], c["rows"], c["lens"],
                                 att_out, att_lse, HEAD_DIM ** -0.5, block_n=bn, num_warps=w, num_stages=st)
         try:
-            us = _time_us(run)
+            us = graph_time_us(run, iters=10)
         except Exception as e:  # noqa: BLE001 - a tiling that does not compile is reported, not fatal
             print(f"{name}: splits {splits} block_n {bn} warps {w} stages {st}: {type(e).__name__}")
             continue

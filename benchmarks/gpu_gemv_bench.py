@@ -18,7 +18,7 @@ SHAPES = {"qkv": (6144, 4096), "o_proj": (4096, 4096), "gate_up": (28672, 4096),
           "lm_head": (128256, 4096)}
 
 
-def _time_us(fn: Callable[[], object], iters: int = 30) -> float:
+def graph_time_us(fn: Callable[[], object], iters: int = 30) -> float:
     """Device time per call: `iters` calls captured in one CUDA graph (no launch overhead), replayed."""
     for _ in range(5):  # warm-up: compilation and autotuning happen here, outside the capture
         fn()
@@ -60,7 +60,7 @@ def _bench_shape(gemv: Callable[..., torch.Tensor], n: int, k: int, dt: torch.dt
     }
     res: dict[str, dict[str, float]] = {}
     for vname, fn in variants.items():
-        us = _time_us(fn)
+        us = graph_time_us(fn)
         res[vname] = {"us": us, "TBps": n * k * 2 / (us * 1e-6) / 1e12}
     return res
 
