@@ -37,6 +37,11 @@ def lab(tmp_path: Path, shared_rt: Any) -> Any:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian chromium is missing: apt-get install -y chromium")
     shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", tmp_path / "quickstart.ipynb")
+    # Start the notebook's kernel without the "Select Kernel" dialog (JupyterLab asks unless told).
+    settings = tmp_path / "lab-settings"
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"autoStartDefaultKernel": true}')
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "lab.log", "wb")
     proc = subprocess.Popen(
@@ -44,7 +49,8 @@ def lab(tmp_path: Path, shared_rt: Any) -> Any:
          "--ip=127.0.0.1", f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={token}",
          "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "JUPYTER_TOKEN": token}, preexec_fn=_die_with_parent)
+        env={**os.environ, "JUPYTER_TOKEN": token, "JUPYTERLAB_SETTINGS_DIR": str(settings)},
+        preexec_fn=_die_with_parent)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -86,11 +92,9 @@ def test_quickstart_in_jupyterlab(lab: Any) -> None:
         try:
             page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            select = page.locator(".jp-Dialog button:has-text('Select')")
-            if select.count():
-                select.first.click()
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _settle_kernel(page)
+            # Not awaited: the command's promise resolves only when every cell has run.
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             page.wait_for_selector(".sglang-nb-footer:has-text('served from cache')", timeout=240_000)
             page.wait_for_selector(".sglang-nb-cache-inspector", timeout=240_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=240_000)
@@ -101,3 +105,21 @@ def test_quickstart_in_jupyterlab(lab: Any) -> None:
         finally:
             page.screenshot(path=str(artifacts / "quickstart_jupyterlab.png"), full_page=True)
             browser.close()
+
+
+def _settle_kernel(page: Any, quiet_s: float = 3.0, timeout_s: float = 120.0) -> None:
+    """Wait until the kernel is idle and no dialog has shown for `quiet_s`, accepting any kernel
+    dialog on the way (a late "Select Kernel" dialog would otherwise swallow the run)."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        select = page.locator(".jp-Dialog button:has-text('Select')")
+        if select.count():
+            select.first.click()
+            quiet_since = time.monotonic()
+        elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() == 0:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the notebook's kernel did not settle (idle, no dialog)")
