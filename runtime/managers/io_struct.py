@@ -163,6 +163,9 @@ class FlushCacheOutput:
     message: str = ""
 
 
+PROFILE_ACTIVITIES = ("CPU", "GPU", "CUDA", "MEM")
+
+
 @dataclass
 class ProfileReq:
     """Start or stop the scheduler's torch profiler (`/start_profile`, `/stop_profile`)."""
@@ -186,9 +189,9 @@ class ProfileReq:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < lo):
                 raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}.")
         if self.activities is not None:
-            known = ("CPU", "GPU", "CUDA", "MEM")
-            if not isinstance(self.activities, list) or not all(a in known for a in self.activities):
-                raise ValueError(f"activities must be a list drawn from {list(known)}, got {self.activities!r}.")
+            if not isinstance(self.activities, list) or not all(a in PROFILE_ACTIVITIES for a in self.activities):
+                raise ValueError(f"activities must be a list drawn from {list(PROFILE_ACTIVITIES)}, "
+                                 f"got {self.activities!r}.")
         for name in ("with_stack", "record_shapes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a boolean, got {getattr(self, name)!r}.")

@@ -19,9 +19,6 @@ from ..managers.io_struct import ProfileOutput, ProfileReq
 
 logger = logging.getLogger(__name__)
 
-ACTIVITIES = ("CPU", "GPU", "CUDA", "MEM")
-
-
 def default_output_dir() -> str:
     return os.environ.get("SGLANG_TORCH_PROFILER_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
                                                                          "sglang_nb", "profiles")
@@ -39,10 +36,6 @@ class StepProfiler:
         self.steps_left: int | None = None
         self.began_at = 0.0
         self.steps_profiled = 0
-
-    @property
-    def active(self) -> bool:
-        return self.req is not None
 
     def handle(self, req: ProfileReq) -> ProfileOutput:
         return self.start(req) if req.action == "start" else self.stop()
