@@ -82,37 +82,50 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 
 
 @triton.jit
-def _rope_kernel(Pos, X, Y, Cos, Sin, stride_xt, stride_yt, stride_cos, num_heads,
-                 HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr,
-                 BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr):  # noqa: ANN001
-    t = tl.program_id(0).to(tl.int64)
-    pos = tl.load(Pos + t).to(tl.int64)
+def _rotate_rows(Src, Dst, Dst2, cos, sin, num_heads, HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr,
+                 NEOX: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr,
+                 HAS_DST2: tl.constexpr):  # noqa: ANN001
+    """Rotate `num_heads` heads of one token from Src into Dst (and Dst2)."""
     offs_h = tl.arange(0, BLOCK_H)
     offs_r = tl.arange(0, BLOCK_R)
-    mask_h = offs_h < num_heads
-    mask_r = offs_r < ROT_HALF
-    cos = tl.load(Cos + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
-    sin = tl.load(Sin + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
     if NEOX:
         i1 = offs_r
         i2 = offs_r + ROT_HALF
     else:
         i1 = offs_r * 2
         i2 = offs_r * 2 + 1
-    base_x = X + t * stride_xt + offs_h[:, None] * HEAD_DIM
-    base_y = Y + t * stride_yt + offs_h[:, None] * HEAD_DIM
-    m = mask_h[:, None] & mask_r[None, :]
-    x1 = tl.load(base_x + i1[None, :], mask=m, other=0.0).to(tl.float32)
-    x2 = tl.load(base_x + i2[None, :], mask=m, other=0.0).to(tl.float32)
-    y1 = x1 * cos[None, :] - x2 * sin[None, :]
-    y2 = x2 * cos[None, :] + x1 * sin[None, :]
-    tl.store(base_y + i1[None, :], y1.to(Y.dtype.element_ty), mask=m)
-    tl.store(base_y + i2[None, :], y2.to(Y.dtype.element_ty), mask=m)
+    m = (offs_h < num_heads)[:, None] & (offs_r < ROT_HALF)[None, :]
+    rows = offs_h[:, None] * HEAD_DIM
+    x1 = tl.load(Src + rows + i1[None, :], mask=m, other=0.0).to(tl.float32)
+    x2 = tl.load(Src + rows + i2[None, :], mask=m, other=0.0).to(tl.float32)
+    y1 = (x1 * cos[None, :] - x2 * sin[None, :]).to(Dst.dtype.element_ty)
+    y2 = (x2 * cos[None, :] + x1 * sin[None, :]).to(Dst.dtype.element_ty)
+    tl.store(Dst + rows + i1[None, :], y1, mask=m)
+    tl.store(Dst + rows + i2[None, :], y2, mask=m)
+    if HAS_DST2:
+        tl.store(Dst2 + rows + i1[None, :], y1, mask=m)
+        tl.store(Dst2 + rows + i2[None, :], y2, mask=m)
     if BLOCK_REST > 0:  # partial rotary: the remaining dims pass through
         offs_rest = 2 * ROT_HALF + tl.arange(0, BLOCK_REST)
-        mr = mask_h[:, None] & (offs_rest < HEAD_DIM)[None, :]
-        rest = tl.load(base_x + offs_rest[None, :], mask=mr, other=0.0)
-        tl.store(base_y + offs_rest[None, :], rest, mask=mr)
+        mr = (offs_h < num_heads)[:, None] & (offs_rest < HEAD_DIM)[None, :]
+        rest = tl.load(Src + rows + offs_rest[None, :], mask=mr, other=0.0)
+        tl.store(Dst + rows + offs_rest[None, :], rest, mask=mr)
+        if HAS_DST2:
+            tl.store(Dst2 + rows + offs_rest[None, :], rest, mask=mr)
+
+
+@triton.jit
+def _rope_kernel(Pos, X, Y, Cos, Sin, stride_xt, stride_yt, stride_cos, num_heads,
+                 HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr, NEOX: tl.constexpr, BLOCK_H: tl.constexpr,
+                 BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr):  # noqa: ANN001
+    t = tl.program_id(0).to(tl.int64)
+    pos = tl.load(Pos + t).to(tl.int64)
+    offs_r = tl.arange(0, BLOCK_R)
+    mask_r = offs_r < ROT_HALF
+    cos = tl.load(Cos + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    sin = tl.load(Sin + pos * stride_cos + offs_r, mask=mask_r, other=0.0).to(tl.float32)
+    _rotate_rows(X + t * stride_xt, Y + t * stride_yt, Y, cos, sin, num_heads, HEAD_DIM, ROT_HALF, NEOX, BLOCK_H,
+                 BLOCK_R, BLOCK_REST, False)
 
 
 def rotary_embedding(positions: torch.Tensor, x: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor,
@@ -154,39 +167,6 @@ def store_kv(k: torch.Tensor, v: torch.Tensor, loc: torch.Tensor, k_buf: torch.T
     _store_kv_kernel[(n,)](k, v, loc, k_buf, v_buf, k.stride(0), v.stride(0), k_buf.stride(0), v_buf.stride(0),
                            K_ROW=k_row, V_ROW=v_row, BLOCK_K=triton.next_power_of_2(k_row),
                            BLOCK_V=triton.next_power_of_2(v_row), num_warps=4)
-
-
-@triton.jit
-def _rotate_rows(Src, Dst, Dst2, cos, sin, num_heads, HEAD_DIM: tl.constexpr, ROT_HALF: tl.constexpr,
-                 NEOX: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_REST: tl.constexpr,
-                 HAS_DST2: tl.constexpr):  # noqa: ANN001
-    """Rotate `num_heads` heads of one token from Src into Dst (and Dst2)."""
-    offs_h = tl.arange(0, BLOCK_H)
-    offs_r = tl.arange(0, BLOCK_R)
-    if NEOX:
-        i1 = offs_r
-        i2 = offs_r + ROT_HALF
-    else:
-        i1 = offs_r * 2
-        i2 = offs_r * 2 + 1
-    m = (offs_h < num_heads)[:, None] & (offs_r < ROT_HALF)[None, :]
-    rows = offs_h[:, None] * HEAD_DIM
-    x1 = tl.load(Src + rows + i1[None, :], mask=m, other=0.0).to(tl.float32)
-    x2 = tl.load(Src + rows + i2[None, :], mask=m, other=0.0).to(tl.float32)
-    y1 = (x1 * cos[None, :] - x2 * sin[None, :]).to(Dst.dtype.element_ty)
-    y2 = (x2 * cos[None, :] + x1 * sin[None, :]).to(Dst.dtype.element_ty)
-    tl.store(Dst + rows + i1[None, :], y1, mask=m)
-    tl.store(Dst + rows + i2[None, :], y2, mask=m)
-    if HAS_DST2:
-        tl.store(Dst2 + rows + i1[None, :], y1, mask=m)
-        tl.store(Dst2 + rows + i2[None, :], y2, mask=m)
-    if BLOCK_REST > 0:  # partial rotary: the remaining dims pass through
-        offs_rest = 2 * ROT_HALF + tl.arange(0, BLOCK_REST)
-        mr = (offs_h < num_heads)[:, None] & (offs_rest < HEAD_DIM)[None, :]
-        rest = tl.load(Src + rows + offs_rest[None, :], mask=mr, other=0.0)
-        tl.store(Dst + rows + offs_rest[None, :], rest, mask=mr)
-        if HAS_DST2:
-            tl.store(Dst2 + rows + offs_rest[None, :], rest, mask=mr)
 
 
 @triton.jit
